@@ -1,0 +1,80 @@
+"""The ``advrecover`` command: one subcommand per pipeline stage (the names used in dvc.yaml).
+
+This is the only layer that reads ``params.yaml``; it validates it against the schema, then
+calls the stage's ``run`` with plain values and paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import params as params_mod
+from .data.sources import DataError
+
+log = logging.getLogger("advrecover")
+
+
+def _sample(args, p):
+    from .stages import sample
+
+    sample.run(p["sample"]["pools"], p["sample"]["image_size"], p["seed"], p["sample"]["max_bad_fraction"],
+               args.out, args.metrics, workers=args.workers, progress=not args.quiet)
+
+
+def _victim(args, p):
+    from .device import resolve
+    from .stages import victim
+
+    metrics = victim.run(p["victim"], p["seed"], resolve(p["device"]), args.pools, args.model, args.metrics,
+                         args.history, progress=not args.quiet)
+    log.info("victim clean accuracy: %s", metrics["accuracy"])
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="advrecover", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    common.add_argument("--log", help="also append log lines to this file")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = ap.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    s = sub.add_parser("sample", parents=[common], help="draw the disjoint image pools into HDF5")
+    s.add_argument("--out", required=True, help="directory for <pool>.h5")
+    s.add_argument("--metrics", required=True, help="JSON with per-pool counts and checksums")
+    s.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                   help="decoding processes (default: the CPUs this job may use; does not change the output)")
+    s.set_defaults(func=_sample)
+
+    v = sub.add_parser("victim", parents=[common], help="train or load the victim classifier")
+    v.add_argument("--pools", required=True, help="directory holding the pool files")
+    v.add_argument("--model", required=True, help="output state dict (.pt)")
+    v.add_argument("--metrics", required=True, help="output JSON: clean accuracy per labelled pool")
+    v.add_argument("--history", required=True, help="output CSV: per-epoch training loss and accuracy")
+    v.set_defaults(func=_victim)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(args.log, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+    try:
+        p = params_mod.load(args.params)
+        args.func(args, p)
+    except (params_mod.ParamsError, DataError, FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        print(f"advrecover {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

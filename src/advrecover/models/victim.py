@@ -1,0 +1,68 @@
+"""Build the victim classifier named by the ``victim`` params: our ResNet or a torchvision model.
+
+Every victim takes images in [0, 1] and returns logits over the label space of the pools
+(normalisation inside). A torchvision ImageNet model evaluated on ImageNet-R is restricted to
+the 200 ImageNet classes that ImageNet-R covers, the protocol of Hendrycks et al. (2021).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .resnet import Normalize, ResNet
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class ClassSubset(nn.Module):
+    """Keep only the logits of ``index`` (e.g. ImageNet-R's 200 of ImageNet's 1000 classes)."""
+
+    def __init__(self, model: nn.Module, index):
+        super().__init__()
+        self.model = model
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long))
+
+    def forward(self, x):
+        return self.model(x)[:, self.index]
+
+
+def _wnid_index(classes_file: str, class_names) -> list[int]:
+    path = Path(classes_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"victim.imagenet_classes: file not found: {path}")
+    wnids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    position = {w: i for i, w in enumerate(wnids)}
+    missing = [c for c in class_names if c not in position]
+    if missing:
+        raise ValueError(f"victim.imagenet_classes: {len(missing)} pool classes not in {path}, e.g. {missing[:3]}")
+    return [position[c] for c in class_names]
+
+
+def build(cfg: dict, class_names) -> nn.Module:
+    """An untrained victim for ``cfg`` (the ``victim`` params) over ``class_names``."""
+    if cfg["mode"] in ("train", "checkpoint"):
+        return ResNet(len(class_names), cfg["widths"], cfg["blocks"], cfg["stem_stride"])
+    import torchvision
+
+    net = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                        torchvision.models.get_model(cfg["torchvision_arch"], weights=None))
+    if cfg["imagenet_classes"]:
+        return ClassSubset(net, _wnid_index(cfg["imagenet_classes"], class_names))
+    return net
+
+
+def load_state(path: str | Path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: file not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load(path: str | Path, cfg: dict, class_names) -> nn.Module:
+    """The victim written by the ``victim`` stage, in eval mode."""
+    model = build(cfg, class_names)
+    model.load_state_dict(load_state(path, "victim model"))
+    return model.eval()

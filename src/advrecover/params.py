@@ -1,0 +1,65 @@
+"""Load ``params.yaml`` and check it against the JSON schema before any work starts.
+
+Only the CLI calls this: stage code receives plain values, never the params file.
+The schema lives in ``workflow/schemas/params.schema.yaml`` (shipped in the package through a
+symlink) so that the Snakefile's ``snakemake.utils.validate`` and the CLI enforce one contract.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or does not match the schema."""
+
+
+def schema() -> dict:
+    """The params JSON schema, as a dict."""
+    text = resources.files("advrecover").joinpath("schemas/params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the offending key and what the schema expected there."""
+    where = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return f"{_key([*error.absolute_path, missing])}: required key is missing"
+    return f"{where}: {error.message}"
+
+
+def validate(params: dict, source: str = "params") -> dict:
+    """Raise :class:`ParamsError` listing every schema violation (each naming its key)."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {describe(e)}" for e in errors)
+        raise ParamsError(f"{source} is invalid:\n{lines}")
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path} must hold a mapping of parameters, got {type(params).__name__}")
+    return validate(params, str(path))

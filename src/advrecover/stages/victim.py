@@ -1,0 +1,145 @@
+"""Stage ``victim``: train (or load) the classifier the attacks target, and measure it.
+
+``train`` fits the small ResNet on the ``victim`` pool, which is disjoint from ``cae``,
+``aae`` and ``test``, so the accuracies written to ``metrics/victim.json`` on those pools are
+held-out figures. ``checkpoint`` loads a state dict for the same ResNet; ``torchvision``
+wraps a torchvision architecture with weights the user has on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..data.pools import read_pool
+from ..io import atomic_path, write_json
+from ..models import victim as victims
+from .sample import POOL_ORDER
+
+log = logging.getLogger(__name__)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (reflect padding) and horizontal flip, per image."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
+    rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None].expand(n, 3, h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(n, 3, h, w)
+    out = out.gather(3, cols)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out
+
+
+@torch.no_grad()
+def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: int) -> float:
+    """Top-1 accuracy of ``model`` on uint8 images."""
+    model.eval()
+    correct = 0
+    for s in range(0, len(images), batch_size):
+        x = to_tensor(images[s:s + batch_size]).to(device)
+        pred = model(x).argmax(1).cpu()
+        correct += int((pred == torch.from_numpy(labels[s:s + batch_size])).sum())
+    return correct / max(1, len(images))
+
+
+def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, device,
+          history_path: Path, progress: bool = True):
+    """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate; per-epoch loss and accuracy to CSV."""
+    gen = torch.Generator().manual_seed(seed)
+    x_all, y_all = to_tensor(images), torch.from_numpy(labels)
+    model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
+    model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
+    model.to(device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True,
+                          weight_decay=cfg["weight_decay"])
+    steps = (len(x_all) + cfg["batch_size"] - 1) // cfg["batch_size"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["epochs"] * steps)
+    rows = []
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        order = torch.randperm(len(x_all), generator=gen)
+        total, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"victim epoch {epoch + 1}/{cfg['epochs']}", disable=not progress,
+                   mininterval=1, leave=False)
+        for b in bar:
+            idx = order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]]
+            x, y = x_all[idx], y_all[idx]
+            if cfg["augment"]:
+                x = augment(x, gen)
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"victim training: loss is {loss.item()} at epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{total / seen:.3f}")
+        rows.append({"epoch": epoch + 1, "loss": round(total / seen, 6), "train_accuracy": round(correct / seen, 6)})
+        log.info("victim epoch %d: loss %.4f, train accuracy %.3f", epoch + 1, total / seen, correct / seen)
+    with atomic_path(history_path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return model
+
+
+def run(cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | Path,
+        metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
+    """Train or load the victim, write its state dict, and its clean accuracy on every labelled pool."""
+    torch.manual_seed(seed)
+    pools_dir = Path(pools_dir)
+    pools = {name: read_pool(pools_dir / f"{name}.h5") for name in POOL_ORDER}
+    if cfg["mode"] == "train":
+        train_pool = pools.get("victim")
+        if train_pool is None or not len(train_pool.labels) or not train_pool.labelled:
+            raise ValueError("victim.mode=train needs a labelled, non-empty 'victim' pool "
+                             "(sample.pools.victim: a labelled source and n > 0)")
+        class_names = train_pool.class_names
+        model = victims.build(cfg, class_names)
+        model = train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path), progress)
+    else:
+        reference = pools["test"] if pools["test"].labelled else pools["victim"]
+        class_names = reference.class_names
+        model = victims.build(cfg, class_names)
+        if cfg["mode"] == "checkpoint":
+            if not cfg["checkpoint"]:
+                raise ValueError("victim.checkpoint: a state-dict path is required when victim.mode=checkpoint")
+            model.load_state_dict(victims.load_state(cfg["checkpoint"], "victim.checkpoint"))
+        else:
+            if not cfg["torchvision_weights"]:
+                raise ValueError("victim.torchvision_weights: a local weights file is required when "
+                                 "victim.mode=torchvision (weights are never downloaded)")
+            backbone = model.model[1] if isinstance(model, victims.ClassSubset) else model[1]
+            backbone.load_state_dict(victims.load_state(cfg["torchvision_weights"], "victim.torchvision_weights"))
+        with atomic_path(history_path) as tmp:
+            tmp.write_text("epoch,loss,train_accuracy\n")
+        model.to(device)
+    with atomic_path(model_path) as tmp:
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    metrics = {"mode": cfg["mode"], "classes": len(class_names), "accuracy": {}}
+    for name, pool in pools.items():
+        if pool.labelled and pool.class_names == list(class_names):
+            metrics["accuracy"][name] = round(accuracy(model, pool.images, pool.labels, device,
+                                                       cfg["eval_batch_size"]), 6)
+            log.info("victim clean accuracy on pool %s: %.4f", name, metrics["accuracy"][name])
+    write_json(metrics_path, metrics)
+    return metrics
