@@ -13,6 +13,10 @@ validate(config, "workflow/schemas/params.schema.yaml")
 include: "workflow/rules/common.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     input:
         [target for stage in STAGES for target in stage.targets],
