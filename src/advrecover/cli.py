@@ -26,9 +26,10 @@ def _sample(args, p):
 
 
 def _victim(args, p):
-    from .device import resolve
+    from .device import resolve, use_allocated_cpus
     from .stages import victim
 
+    use_allocated_cpus()
     metrics = victim.run(p["victim"], p["seed"], resolve(p["device"]), args.pools, args.model, args.metrics,
                          args.history, progress=not args.quiet)
     log.info("victim clean accuracy: %s", metrics["accuracy"])

@@ -30,7 +30,7 @@ class Stage:
     cmd: str  # the command, braces escaped, matrix items as {k}: see command()
     deps: list[str]
     outs: list[str]  # outs, metrics and plots, in that order
-    params: dict  # params key (dots as "__") -> value, for Snakemake's params rerun trigger
+    params: dict  # param_name(params key) -> value, for Snakemake's params rerun trigger
     log: str
     benchmark: str
     wildcards: dict[str, list[str]] = field(default_factory=dict)  # matrix key -> values
@@ -67,20 +67,23 @@ def lookup(params: dict, key: str):
 
 
 def _render(text: str, params: dict, item_fmt: str | None) -> str:
-    """Replace ``${key}`` with scalar params values and ``${item.k}`` with ``item_fmt.format(k=k)``."""
-
-    def sub(m):
+    """Snakemake pattern of a DVC string: literal text and ``${key}`` params values with braces
+    escaped, ``${item.k}`` replaced by ``item_fmt.format(k=k)`` (a wildcard)."""
+    out, pos = [], 0
+    for m in _VAR.finditer(text):
+        out.append(_escape(text[pos:m.start()]))
+        pos = m.end()
         key = m.group(1)
         if key.startswith("item."):
             if item_fmt is None:
                 raise DagError(f"${{{key}}} used outside a matrix stage")
-            return item_fmt.format(k=key[5:])
+            out.append(item_fmt.format(k=key[5:]))
+            continue
         value = lookup(params, key)
         if isinstance(value, (dict, list)):
             raise DagError(f"${{{key}}} is not a scalar; only scalars can be interpolated")
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    return _VAR.sub(sub, text)
+        out.append(_escape(str(value).lower() if isinstance(value, bool) else str(value)))
+    return "".join(out) + _escape(text[pos:])
 
 
 def _paths(entries) -> list[str]:
@@ -107,7 +110,7 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
             raise DagError(f"stage {name}: matrix key {key!r} must be a non-empty list (or ${{...}} of one)")
         wildcards[key] = [str(v) for v in values]
     def path(text: str) -> str:  # a matrix item becomes the wildcard {k}
-        return _render(_escape(text), params, "{{{k}}}")
+        return _render(text, params, "{{{k}}}")
 
     cmd = path(d["cmd"])
     deps = [path(p) for p in d.get("deps") or []]
@@ -128,9 +131,14 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
     suffix = "/" + "-".join("{" + k + "}" for k in wildcards) if wildcards else ""
     return Stage(
         name=name, cmd=cmd, deps=deps, outs=outs, log=log_path,
-        params={k.replace(".", "__"): _param_value(params, k) for k in keys},
+        params={param_name(k): _param_value(params, k) for k in keys},
         benchmark=f"logs/benchmarks/{name}{suffix}.tsv", wildcards=wildcards,
     )
+
+
+def param_name(key: str) -> str:
+    """A Snakemake params name (an identifier) for a dvc.yaml params key such as ``sample.pools``."""
+    return re.sub(r"\W", "_", key)
 
 
 def _param_value(params: dict, key: str):

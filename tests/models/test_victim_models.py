@@ -1,0 +1,28 @@
+"""Victim architectures: the ResNet contract and the ImageNet-class restriction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advrecover.models import victim as victims
+from advrecover.models.resnet import ResNet
+
+
+def test_resnet_takes_unit_range_images_and_exposes_features():
+    model = ResNet(10, [8, 16, 32], [1, 2, 1], stem_stride=2).eval()
+    x = torch.rand(3, 3, 32, 32)
+    assert model(x).shape == (3, 10) and model.features(x).shape == (3, 32)
+
+
+def test_resnet_rejects_mismatched_widths_and_blocks():
+    with pytest.raises(ValueError, match="same length"):
+        ResNet(10, [8, 16], [1])
+
+
+def test_imagenet_classes_must_cover_the_pool_classes(tmp_path):
+    (tmp_path / "classes.txt").write_text("n00000001\nn00000002\n")
+    cfg = {"mode": "torchvision", "torchvision_arch": "resnet18", "imagenet_classes": str(tmp_path / "classes.txt")}
+    assert victims.build(cfg, ["n00000002"]).index.tolist() == [1]
+    with pytest.raises(ValueError, match="n00000003"):
+        victims.build(cfg, ["n00000003"])

@@ -1,0 +1,95 @@
+"""Stage ``victim``: train, checkpoint and torchvision modes; metrics on every labelled pool."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from advrecover.data.pools import write_pool
+from advrecover.models import victim as victims
+from advrecover.stages import sample, victim
+
+
+@pytest.fixture
+def pools(tmp_path, params):
+    s = params["sample"]
+    s["pools"]["victim"]["n"] = 400
+    sample.run(s["pools"], s["image_size"], 0, 0.0, tmp_path / "pools", tmp_path / "s.json", progress=False)
+    return tmp_path / "pools"
+
+
+def run(tmp_path, cfg, pools_dir):
+    paths = dict(model_path=tmp_path / "victim.pt", metrics_path=tmp_path / "victim.json",
+                 history_path=tmp_path / "history.csv")
+    metrics = victim.run(cfg, 0, torch.device("cpu"), pools_dir, progress=False, **paths)
+    return metrics, paths
+
+
+def test_train_learns_and_reports_every_labelled_pool(tmp_path, params, pools):
+    cfg = dict(params["victim"], epochs=6)
+    metrics, paths = run(tmp_path, cfg, pools)
+    assert set(metrics["accuracy"]) == {"aae", "test", "victim"}  # cae is unlabelled
+    assert metrics["accuracy"]["test"] > 0.3  # well above chance (0.1) after a few tiny epochs
+    assert json.loads(paths["metrics_path"].read_text()) == metrics
+    history = paths["history_path"].read_text().splitlines()
+    assert history[0] == "epoch,loss,train_accuracy" and len(history) == 7
+    losses = [float(r.split(",")[1]) for r in history[1:]]
+    assert losses[-1] < losses[0]
+    state = torch.load(paths["model_path"], weights_only=True)
+    model = victims.load(paths["model_path"], cfg, [str(i) for i in range(10)])
+    assert set(state) == set(model.state_dict())
+    assert not torch.allclose(state["normalize.std"], torch.full_like(state["normalize.std"], 0.25))
+
+
+def test_checkpoint_mode_reproduces_the_saved_model(tmp_path, params, pools):
+    cfg = dict(params["victim"], epochs=1)
+    trained, paths = run(tmp_path, cfg, pools)
+    ckpt = tmp_path / "given.pt"
+    paths["model_path"].rename(ckpt)
+    loaded, _ = run(tmp_path, dict(cfg, mode="checkpoint", checkpoint=str(ckpt)), pools)
+    assert loaded["accuracy"] == trained["accuracy"]
+
+
+def test_checkpoint_mode_without_a_path_is_a_clear_error(tmp_path, params, pools):
+    with pytest.raises(ValueError, match="victim.checkpoint"):
+        run(tmp_path, dict(params["victim"], mode="checkpoint"), pools)
+    with pytest.raises(FileNotFoundError, match="victim.checkpoint"):
+        run(tmp_path, dict(params["victim"], mode="checkpoint", checkpoint=str(tmp_path / "none.pt")), pools)
+
+
+def test_torchvision_mode_restricts_logits_to_the_pool_classes(tmp_path, params):
+    import torchvision
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    (tmp_path / "classes.txt").write_text("\n".join(f"{w} name_{i}" for i, w in enumerate(wnids)))
+    names = [wnids[7], wnids[42], wnids[999]]
+    rng = np.random.default_rng(0)
+    pools_dir = tmp_path / "pools"
+    for name in sample.POOL_ORDER:
+        write_pool(pools_dir / f"{name}.h5", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+                   [0, 1, 2, 0, 1, 2], np.arange(6), {"class_names": names})
+    backbone = torchvision.models.resnet18(weights=None)
+    torch.save(backbone.state_dict(), tmp_path / "r18.pt")
+    cfg = dict(params["victim"], mode="torchvision", torchvision_arch="resnet18",
+               torchvision_weights=str(tmp_path / "r18.pt"), imagenet_classes=str(tmp_path / "classes.txt"))
+    metrics, paths = run(tmp_path, cfg, pools_dir)
+    assert set(metrics["accuracy"]) == set(sample.POOL_ORDER) and metrics["classes"] == 3
+    model = victims.load(paths["model_path"], cfg, names)
+    x = torch.rand(2, 3, 32, 32)
+    full = backbone.eval()(victims.Normalize(victims.IMAGENET_MEAN, victims.IMAGENET_STD)(x))
+    assert torch.allclose(model(x), full[:, [7, 42, 999]], atol=1e-5)
+
+
+def test_torchvision_mode_never_downloads(tmp_path, params, pools):
+    with pytest.raises(ValueError, match="never downloaded"):
+        run(tmp_path, dict(params["victim"], mode="torchvision"), pools)
+
+
+def test_augment_keeps_shape_and_content_range():
+    x = torch.rand(8, 3, 16, 16)
+    out = victim.augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, x)

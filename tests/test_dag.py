@@ -1,0 +1,122 @@
+"""One DAG, two runners: the Snakefile's rules are dvc.yaml's stages, command for command."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from advrecover import dag
+from conftest import REPO, copy_repo, sh, tiny_params
+
+MATRIX_STAGE = """
+  copy:
+    matrix:
+      pool: [cae, test]
+      word: [a, b]
+    cmd: >-
+      python -c "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])"
+      data/pools/${item.pool}.h5 out/${item.pool}-${item.word}.h5 --log logs/copy/${item.pool}-${item.word}.log
+    deps:
+      - data/pools/${item.pool}.h5
+    params:
+      - sample.pools.${item.pool}
+      - seed
+    outs:
+      - out/${item.pool}-${item.word}.h5
+"""
+
+
+def snakemake_jobs(ws) -> dict:
+    """Every job of a forced dry run: DVC-style address -> (command, deps, outs)."""
+    out = sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout
+    stages = {s.name: s for s in dag.load_stages(ws / "dvc.yaml", yaml.safe_load((ws / "params.yaml").read_text()))}
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\nrule )", out):
+        m = re.search(r"^rule (\S+):$", block, re.M)
+        if not m or m.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        wildcards = dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if kv)
+        name = m.group(1)
+        address = name + ("@" + "-".join(wildcards[k] for k in stages[name].wildcards) if wildcards else "")
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
+        jobs[address] = (cmd, sorted(fields.get("input", "").split(", ")), sorted(fields["output"].split(", ")))
+    return jobs
+
+
+def dvc_stages(ws) -> dict:
+    """DVC's own reading of dvc.yaml: address -> (command, deps, outs), and the params keys."""
+    from dvc.dependency import ParamsDependency
+    from dvc.repo import Repo
+
+    stages, params = {}, {}
+    with Repo(str(ws)) as repo:
+        for st in repo.index.stages:
+            deps = sorted(d.def_path for d in st.deps if not isinstance(d, ParamsDependency))
+            stages[st.name] = (st.cmd, deps, sorted(o.def_path for o in st.outs))
+            params[st.name] = sorted(k for d in st.deps if isinstance(d, ParamsDependency) for k in d.params)
+    return stages, params
+
+
+@pytest.mark.parametrize("extra", ["", MATRIX_STAGE], ids=["shipped", "with-matrix-stage"])
+def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
+    ws = copy_repo(tmp_path / "ws", yaml.safe_load((REPO / "params.yaml").read_text()))
+    if extra:
+        text = (ws / "dvc.yaml").read_text()
+        assert "\n# How" in text
+        (ws / "dvc.yaml").write_text(text.replace("\n# How", extra + "\n# How", 1))
+    jobs = snakemake_jobs(ws)
+    stages, params = dvc_stages(ws)
+    assert jobs == stages
+    assert len(stages) >= 2 and (not extra or "copy@test-b" in stages)
+    # the params each stage depends on are the same keys under both runners
+    specs = dag.load_stages(ws / "dvc.yaml", yaml.safe_load((ws / "params.yaml").read_text()))
+    for spec in specs:
+        dvc_keys = {k for address, keys in params.items() if address.split("@")[0] == spec.name for k in keys}
+        if not spec.wildcards:
+            assert set(spec.params) == {dag.param_name(k) for k in dvc_keys}
+
+
+def test_lint_is_clean_and_the_slurm_profile_plans(tmp_path):
+    ws = copy_repo(tmp_path / "ws", tiny_params())
+    lint = sh(["snakemake", "--lint"], ws, check=False)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    plan = sh(["snakemake", "--profile", "slurm", "-n"], ws)
+    assert "victim" in plan.stdout and "gpu=1" in plan.stdout
+
+
+def test_matrix_stage_becomes_one_rule_with_wildcards():
+    params = {"seed": 3, "pools": ["cae", "test"], "sample": {"pools": {"cae": {"n": 1}, "test": {"n": 2}}}}
+    doc = yaml.safe_load("stages:" + MATRIX_STAGE.replace("[cae, test]", "${pools}"))
+    (spec,) = [dag.stage_spec(n, d, params) for n, d in doc["stages"].items()]
+    assert spec.wildcards == {"pool": ["cae", "test"], "word": ["a", "b"]}
+    assert spec.outs == ["out/{pool}-{word}.h5"] and spec.log == "logs/copy/{pool}-{word}.log"
+    assert sorted(spec.targets) == ["out/cae-a.h5", "out/cae-b.h5", "out/test-a.h5", "out/test-b.h5"]
+    assert spec.wildcard_constraints == {"pool": "cae|test", "word": "a|b"}
+    wc = {"pool": "test", "word": "b"}
+    assert spec.command(wc).endswith("out/test-b.h5 --log logs/copy/test-b.log")
+    assert spec.params["seed"] == 3
+    (param_fn,) = [v for k, v in spec.params.items() if k != "seed"]
+    assert param_fn(wc) == {"n": 2}
+
+
+def test_braces_and_scalars_render_like_dvc():
+    stage = dag.stage_spec("s", {"cmd": "run --flag ${a.b} --json '{\"k\": 1}' --on ${t} --log l.log",
+                                 "outs": ["o_${a.b}.txt"]}, {"a": {"b": 5}, "t": True})
+    assert stage.command({}) == "run --flag 5 --json '{\"k\": 1}' --on true --log l.log"
+    assert stage.outs == ["o_5.txt"]
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"foreach": [1], "do": {"cmd": "x"}}, "use 'matrix'"),
+    ({"cmd": "x --out o"}, "--log"),
+    ({"cmd": "x ${nope} --log l"}, "does not define"),
+    ({"cmd": "x ${d} --log l"}, "not a scalar"),
+    ({"matrix": {"k": [1, 2]}, "cmd": "x --log l${item.k}", "outs": ["fixed.txt"]}, "every matrix key"),
+    ({"matrix": {"k": []}, "cmd": "x --log l"}, "non-empty list"),
+])
+def test_unsupported_or_inconsistent_stages_are_clear_errors(stage, message):
+    with pytest.raises(dag.DagError, match=message):
+        dag.stage_spec("s", stage, {"d": {"x": 1}})

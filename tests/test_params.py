@@ -1,0 +1,65 @@
+"""params.yaml and its schema: every error names the key, from the CLI and from the Snakefile."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from advrecover import params as params_mod
+from advrecover.cli import main
+from conftest import REPO, copy_repo, sh
+
+
+def test_shipped_params_and_paper_free_defaults_are_valid():
+    params_mod.load(REPO / "params.yaml")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["victim"].__setitem__("epochs", "ten"), "victim.epochs: 'ten' is not of type 'integer'"),
+    (lambda p: p["victim"].__setitem__("epoch", 3), "victim: unknown key(s) 'epoch'"),
+    (lambda p: p["sample"]["pools"]["test"].pop("n"), "sample.pools.test.n: required key is missing"),
+    (lambda p: p["sample"]["pools"]["aae"].__setitem__("source", "coco"), "sample.pools.aae.path: required key is missing"),
+    (lambda p: p["sample"]["pools"]["aae"].__setitem__("source", "mnist"), "sample.pools.aae.source"),
+    (lambda p: p.__setitem__("device", "gpu0"), "device: 'gpu0' does not match"),
+    (lambda p: p.pop("seed"), "seed: required key is missing"),
+])
+def test_schema_errors_name_the_key(params, edit, message):
+    edit(params)
+    with pytest.raises(params_mod.ParamsError) as err:
+        params_mod.validate(params)
+    assert message in str(err.value)
+
+
+def test_cli_stops_before_work_with_the_key(tmp_path, params, capsys):
+    params["victim"]["lr"] = -1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = main(["sample", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "pools"),
+                 "--metrics", str(tmp_path / "m.json"), "--quiet"])
+    assert code == 2 and "victim.lr" in capsys.readouterr().err
+    assert not (tmp_path / "pools").exists()
+
+
+def test_cli_reports_a_missing_params_file(tmp_path, capsys):
+    assert main(["sample", "--params", str(tmp_path / "nope.yaml"), "--out", "x", "--metrics", "m"]) == 2
+    assert "params file not found" in capsys.readouterr().err
+
+
+def test_cli_names_the_parameter_behind_a_missing_dataset(tmp_path, params, capsys):
+    params["sample"]["pools"]["aae"] = {"source": "imagefolder", "path": str(tmp_path / "absent"), "n": 4}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = main(["sample", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "pools"),
+                 "--metrics", str(tmp_path / "m.json"), "--quiet"])
+    assert code == 2 and "sample.pools.aae.path: directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda p: p["victim"].__setitem__("batch_size", 0), ["instance['victim']['batch_size']", "less than the minimum of 1"]),
+    (lambda p: p["victim"].__setitem__("colour", "red"), ["'colour' was unexpected"]),
+])
+def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, expected):
+    edit(params)
+    ws = copy_repo(tmp_path / "ws", params)
+    res = sh(["snakemake", "-n"], ws, check=False)
+    assert res.returncode != 0
+    for text in expected:
+        assert text in res.stdout + res.stderr
