@@ -26,6 +26,11 @@ def tiny_params() -> dict:
     for name, n in {"cae": 24, "aae": 40, "test": 40, "victim": 160}.items():
         p["sample"]["pools"][name]["n"] = n
     p["victim"].update(widths=[8, 16], blocks=[1, 1], epochs=2, batch_size=32, eval_batch_size=64)
+    a = p["attack"]
+    a.update(pools=["test"], run=["fgsm", "pgd_8"], shards=[0, 1], batch_size=16)
+    for spec in a["instances"].values():
+        if "steps" in spec:
+            spec["steps"] = min(spec["steps"], 3)
     return p
 
 

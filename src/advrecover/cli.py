@@ -35,6 +35,28 @@ def _victim(args, p):
     log.info("victim clean accuracy: %s", metrics["accuracy"])
 
 
+def _attack(args, p):
+    from . import attacks
+    from .device import resolve, use_allocated_cpus
+    from .stages import attack
+
+    a = p["attack"]
+    if args.attack not in a["instances"]:
+        raise ValueError(f"--attack {args.attack}: not defined under attack.instances")
+    attacks.check(a["instances"])
+    use_allocated_cpus()
+    attack.run(args.attack, a["instances"][args.attack], args.pool, Path(args.pools) / f"{args.pool}.h5", args.victim,
+               p["victim"], args.shard, len(a["shards"]), a["batch_size"], a["dtype"], p["seed"], resolve(p["device"]),
+               args.out, progress=not args.quiet)
+
+
+def _attack_merge(args, p):
+    from .stages import attack_merge
+
+    shards = [Path(args.shards) / f"shard-{k}.h5" for k in range(len(p["attack"]["shards"]))]
+    attack_merge.run(shards, args.out, args.metrics)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advrecover", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -56,6 +78,21 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--metrics", required=True, help="output JSON: clean accuracy per labelled pool")
     v.add_argument("--history", required=True, help="output CSV: per-epoch training loss and accuracy")
     v.set_defaults(func=_victim)
+
+    a = sub.add_parser("attack", parents=[common], help="one shard of one attack on one pool, into HDF5")
+    a.add_argument("--pool", required=True, help="pool name (a key of sample.pools)")
+    a.add_argument("--attack", required=True, help="instance name (a key of attack.instances)")
+    a.add_argument("--shard", type=int, required=True, help="shard id, one of attack.shards")
+    a.add_argument("--pools", required=True, help="directory holding the pool files")
+    a.add_argument("--victim", required=True, help="victim state dict")
+    a.add_argument("--out", required=True, help="output shard file (.h5)")
+    a.set_defaults(func=_attack)
+
+    m = sub.add_parser("attack_merge", parents=[common], help="merge the shards of one (pool, attack)")
+    m.add_argument("--shards", required=True, help="directory holding shard-<k>.h5")
+    m.add_argument("--out", required=True, help="output set (.h5)")
+    m.add_argument("--metrics", required=True, help="output JSON: success rate, accuracies, norms")
+    m.set_defaults(func=_attack_merge)
     return ap
 
 

@@ -149,7 +149,30 @@ def _param_value(params: dict, key: str):
     return lambda wildcards: lookup(params, pattern.format(**dict(wildcards.items())))
 
 
+def expand_directory_deps(stages: list[Stage]) -> None:
+    """A dep on a directory that holds other stages' outputs (how DVC lets a stage depend on
+    all shards of a matrix stage) becomes those outputs for Snakemake: their wildcards that the
+    depending stage lacks are expanded over the producing stage's matrix values."""
+    outs = [(t, o) for t in stages for o in t.outs]
+    for stage in stages:
+        deps = []
+        for dep in stage.deps:
+            inner = [(t, o) for t, o in outs if o.startswith(dep.rstrip("/") + "/")]
+            if not inner:
+                deps.append(dep)
+            for producer, out in inner:
+                extra = [k for k in producer.wildcards if "{" + k + "}" in out and k not in stage.wildcards]
+                for combo in itertools.product(*(producer.wildcards[k] for k in extra)):
+                    path = out
+                    for key, value in zip(extra, combo):
+                        path = path.replace("{" + key + "}", value)
+                    deps.append(path)
+        stage.deps = deps
+
+
 def load_stages(dvc_yaml: str | Path, params: dict) -> list[Stage]:
     """Every stage of ``dvc_yaml`` as a :class:`Stage`, in file order."""
     doc = yaml.safe_load(Path(dvc_yaml).read_text()) or {}
-    return [stage_spec(name, d, params) for name, d in (doc.get("stages") or {}).items()]
+    stages = [stage_spec(name, d, params) for name, d in (doc.get("stages") or {}).items()]
+    expand_directory_deps(stages)
+    return stages

@@ -51,6 +51,17 @@ def validate(params: dict, source: str = "params") -> dict:
     return params
 
 
+def cross_check(params: dict) -> None:
+    """Constraints between keys that a JSON schema cannot express."""
+    attack = params["attack"]
+    unknown = [name for name in attack["run"] if name not in attack["instances"]]
+    if unknown:
+        raise ParamsError(f"attack.run: {unknown} are not defined under attack.instances "
+                          f"(defined: {sorted(attack['instances'])})")
+    if sorted(attack["shards"]) != list(range(len(attack["shards"]))):
+        raise ParamsError(f"attack.shards: must be the shard ids 0..K-1, got {attack['shards']}")
+
+
 def load(path: str | Path = "params.yaml") -> dict:
     """Read and validate a params file."""
     path = Path(path)
@@ -62,4 +73,6 @@ def load(path: str | Path = "params.yaml") -> dict:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(params, dict):
         raise ParamsError(f"{path} must hold a mapping of parameters, got {type(params).__name__}")
-    return validate(params, str(path))
+    validate(params, str(path))
+    cross_check(params)
+    return params

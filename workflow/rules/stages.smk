@@ -1,7 +1,9 @@
 # One rule per dvc.yaml stage; a matrix stage is one rule with a wildcard per matrix key.
 # Resources for clusters are set per rule name in profiles/slurm/config.yaml.
 # The command travels in params.cmd: a shell directive would be evaluated when the job runs,
-# after this loop has moved on to the last stage.
+# after this loop has moved on to the last stage. Every job takes all local cores (torch
+# stages use every CPU they may, see advrecover.device), so local runs go one job at a time;
+# on a cluster each job gets its own allocation (slurm/config.yaml).
 
 
 for stage in STAGES:
@@ -20,6 +22,7 @@ for stage in STAGES:
             stage.log,
         benchmark:
             stage.benchmark
+        threads: workflow.cores
         wildcard_constraints:
             **stage.wildcard_constraints,
         conda:

@@ -61,8 +61,14 @@ def load_state(path: str | Path, what: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load(path: str | Path, cfg: dict, class_names) -> nn.Module:
-    """The victim written by the ``victim`` stage, in eval mode."""
-    model = build(cfg, class_names)
-    model.load_state_dict(load_state(path, "victim model"))
+def load(path: str | Path, cfg: dict) -> nn.Module:
+    """The victim written by the ``victim`` stage, in eval mode (its label space read from the state dict)."""
+    state = load_state(path, "victim model")
+    if cfg["mode"] in ("train", "checkpoint"):
+        model = ResNet(state["fc.weight"].shape[0], cfg["widths"], cfg["blocks"], cfg["stem_stride"])
+    else:
+        model = build(dict(cfg, imagenet_classes=None), [])
+        if "index" in state:
+            model = ClassSubset(model, torch.zeros(len(state["index"]), dtype=torch.long))
+    model.load_state_dict(state)
     return model.eval()

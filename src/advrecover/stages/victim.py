@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255).contiguous()
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:

@@ -1,0 +1,104 @@
+"""The adversarial-set format: ``data/adversarial/<pool>/<attack>.h5``.
+
+Datasets (one row per attacked image, chunked per batch, gzip-compressed):
+``images`` (N, H, W, 3) in the stored dtype, ``pool_index`` (row in the pool file), ``label``
+(the pool's label, -1 if none), ``pred_clean`` and ``pred_adv`` (the victim's predictions on
+the clean image and on the *stored* adversarial image), ``success`` (pred_adv differs from the
+label, or from pred_clean for unlabelled pools), ``l2`` and ``linf`` (perturbation norms of
+the stored image, pixels in [0, 1]).
+
+Attributes: ``attack`` (instance name), ``method``, ``params`` (JSON), ``pool``,
+``pool_checksum``, ``victim_checksum``, ``seed``, ``dtype``, ``versions`` (JSON), and
+``wall_time_s``. Readers check the two checksums against the current pool and victim.
+
+Stored dtypes: ``float32`` is exact; ``float16`` rounds to 11 significant bits (about 5e-4
+absolute error near 1); ``uint8`` rounds to multiples of 1/255, which erases perturbations
+below half a grey level. Predictions, success flags and norms are always computed on the
+stored values, so they describe the file as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+COLUMNS = {"pool_index": np.int64, "label": np.int64, "pred_clean": np.int64, "pred_adv": np.int64,
+           "success": np.bool_, "l2": np.float32, "linf": np.float32}
+
+
+class ChecksumMismatch(ValueError):
+    """An adversarial set was made against another victim or pool than the current one."""
+
+
+def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Float images in [0, 1] to the stored dtype."""
+    if dtype == "uint8":
+        return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return x.astype(DTYPES[dtype])
+
+
+def dequantize(x: np.ndarray) -> np.ndarray:
+    """Stored images back to float32 in [0, 1]."""
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def create(f: h5py.File, n: int, size: int, dtype: str, chunk: int) -> None:
+    """Create the empty datasets of an ``n``-image set in an open file."""
+    chunk = max(1, min(chunk, n))
+    f.create_dataset("images", (n, size, size, 3), dtype=DTYPES[dtype], chunks=(chunk, size, size, 3),
+                     compression="gzip", shuffle=True, track_times=False)
+    for name, dt in COLUMNS.items():
+        f.create_dataset(name, (n,), dtype=dt, chunks=(chunk,), track_times=False)
+
+
+@dataclass
+class AdversarialSet:
+    images: np.ndarray  # stored dtype
+    columns: dict
+    attrs: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        if name in COLUMNS:
+            return self.columns[name]
+        raise AttributeError(name)
+
+    @property
+    def float_images(self) -> np.ndarray:
+        return dequantize(self.images)
+
+
+def read_attrs(path: str | Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+
+def check_provenance(path: str | Path, attrs: dict, victim_checksum: str | None, pool_checksum: str | None) -> None:
+    """Raise :class:`ChecksumMismatch` naming the checksum that differs."""
+    for what, expected in (("victim", victim_checksum), ("pool", pool_checksum)):
+        recorded = attrs.get(f"{what}_checksum")
+        if expected is not None and recorded != expected:
+            raise ChecksumMismatch(
+                f"{path}: made against a different {what} (its {what}_checksum is {str(recorded)[:12]}..., "
+                f"the current {what} is {expected[:12]}...); re-run the attack stage for this set")
+
+
+def read_adversarial(path: str | Path, victim_checksum: str | None = None, pool_checksum: str | None = None,
+                     ) -> AdversarialSet:
+    """Read a set; with checksums given, refuse a set made against another victim or pool."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"adversarial set not found: {path} (run the attack stages)")
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        check_provenance(path, attrs, victim_checksum, pool_checksum)
+        return AdversarialSet(f["images"][...], {k: f[k][...] for k in COLUMNS}, attrs)
+
+
+def dump_attrs(f: h5py.File, attrs: dict) -> None:
+    for key, value in attrs.items():
+        f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value

@@ -1,0 +1,141 @@
+"""Stage ``attack``: one shard of one attack instance on one pool, into HDF5.
+
+A pool of N images is cut into batches of ``batch_size``; shard k of K takes the k-th of K
+contiguous runs of batches, so every batch (its images and its seed) is the same however the
+pool is sharded, and merged shards equal an unsharded run. Batches stream from the pool file
+to the output: memory does not grow with the pool.
+
+The output is first written as ``<out>.partial`` (a name no reader takes for a result), with
+the number of finished batches recorded after each batch; a killed job resumes from there
+and the file is renamed to ``<out>`` only when complete. Every batch is seeded by
+``(seed, batch index)``, so a resumed run produces the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import attacks
+from ..data import adversarial as adv_format
+from ..io import sha256_file
+from ..models import victim as victims
+from .victim import to_tensor
+
+log = logging.getLogger(__name__)
+
+
+def shard_batches(n: int, batch_size: int, shard: int, n_shards: int) -> list[tuple[int, int, int]]:
+    """``(global batch index, start, end)`` of the batches of shard ``shard`` of ``n_shards``."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
+    batches = [(i, s, min(s + batch_size, n)) for i, s in enumerate(range(0, n, batch_size))]
+    return [tuple(b) for b in np.array_split(np.asarray(batches, dtype=np.int64).reshape(-1, 3), n_shards)[shard]]
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
+
+def versions() -> dict:
+    import torchattacks
+
+    from .. import __version__
+
+    return {"advrecover": __version__, "torch": torch.__version__, "torchattacks": torchattacks.__version__,
+            "h5py": h5py.__version__, "numpy": np.__version__}
+
+
+def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype: str, chunk: int):
+    """Open the partial output, resuming when it belongs to this exact configuration."""
+    if partial.exists():
+        try:
+            f = h5py.File(partial, "a")
+            if f.attrs.get("config_key") == config_key and "images" in f:
+                done = int(f.attrs.get("done_batches", 0))
+                log.info("resuming %s after %d finished batches", partial, done)
+                return f, done
+            f.close()
+        except OSError as exc:  # killed mid-write: the partial file is not readable, start over
+            log.warning("discarding unreadable partial output %s (%s)", partial, exc)
+        partial.unlink()
+    f = h5py.File(partial, "w")
+    adv_format.create(f, n_rows, size, dtype, chunk)
+    f.attrs["config_key"] = config_key
+    f.attrs["done_batches"] = 0
+    f.attrs["wall_time_s"] = 0.0
+    return f, 0
+
+
+def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
+        shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
+        progress: bool = True) -> dict:
+    """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters)."""
+    attacks.check({name: spec})
+    out_path = Path(out_path)
+    with h5py.File(pool_path, "r") as pool:
+        n, size = pool["images"].shape[0], pool["images"].shape[1]
+        pool_checksum = pool.attrs["checksum"]
+    victim_checksum = sha256_file(victim_path)
+    batches = shard_batches(n, batch_size, shard, n_shards)
+    rows = sum(e - s for _, s, e in batches)
+    first = batches[0][1] if batches else 0
+    attrs = {"attack": name, "method": spec["method"], "params": {k: v for k, v in spec.items() if k != "method"},
+             "pool": pool_name, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum, "seed": seed,
+             "dtype": dtype, "batch_size": batch_size, "shard": shard, "n_shards": n_shards, "versions": versions()}
+    config_key = hashlib.sha256(json.dumps({k: v for k, v in attrs.items() if k != "versions"},
+                                           sort_keys=True).encode()).hexdigest()
+    model = victims.load(victim_path, victim_cfg).to(device, memory_format=torch.channels_last)
+    attack = attacks.build(spec, model)
+    partial = out_path.with_name(out_path.name + ".partial")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    f, done = _open_partial(partial, config_key, rows, size, dtype, batch_size)
+    try:
+        with h5py.File(pool_path, "r") as pool, tqdm(total=len(batches), initial=done, unit="batch",
+                                                    desc=f"attack {pool_name}/{name} shard {shard}",
+                                                    disable=not progress) as bar:
+            for b, start, end in batches[done:]:
+                t0 = time.perf_counter()
+                x = to_tensor(pool["images"][start:end]).to(device)
+                label = pool["labels"][start:end]
+                torch.manual_seed(batch_seed(seed, b))
+                with torch.no_grad():
+                    pred_clean = model(x).argmax(1)
+                y = torch.from_numpy(label).to(device) if (label >= 0).all() else pred_clean
+                adv = attack(x, y).detach()
+                stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
+                adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).contiguous().to(device)
+                with torch.no_grad():
+                    pred_adv = model(adv_f).argmax(1)
+                delta = (adv_f - x).flatten(1)
+                r = slice(start - first, end - first)
+                f["images"][r] = stored
+                f["pool_index"][r] = np.arange(start, end)
+                f["label"][r] = label
+                f["pred_clean"][r] = pred_clean.cpu().numpy()
+                f["pred_adv"][r] = pred_adv.cpu().numpy()
+                f["success"][r] = (pred_adv != y).cpu().numpy()
+                f["l2"][r] = delta.norm(dim=1).cpu().numpy()
+                f["linf"][r] = delta.abs().amax(dim=1).cpu().numpy()
+                f.attrs["done_batches"] = int(f.attrs["done_batches"]) + 1
+                f.attrs["wall_time_s"] = float(f.attrs["wall_time_s"]) + time.perf_counter() - t0
+                f.flush()
+                bar.update()
+        adv_format.dump_attrs(f, attrs)
+        wall = float(f.attrs["wall_time_s"])
+        success = float(f["success"][...].mean()) if rows else 0.0
+    finally:
+        f.close()
+    os.replace(partial, out_path)
+    log.info("%s/%s shard %d: %d images in %.1f s (%.1f img/s), success %.3f", pool_name, name, shard, rows,
+             wall, rows / max(wall, 1e-9), success)
+    return {"n": rows, "wall_time_s": wall, "success_rate": success}
