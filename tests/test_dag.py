@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import yaml
 
 from advrecover import dag
-from conftest import REPO, copy_repo, sh, tiny_params
+from helpers import REPO, copy_repo, sh, snakemake_jobs, tiny_params
 
 MATRIX_STAGE = """
   copy:
@@ -26,24 +24,6 @@ MATRIX_STAGE = """
     outs:
       - out/${item.pool}-${item.word}.h5
 """
-
-
-def snakemake_jobs(ws) -> dict:
-    """Every job of a forced dry run: DVC-style address -> (command, deps, outs)."""
-    out = sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout
-    stages = {s.name: s for s in dag.load_stages(ws / "dvc.yaml", yaml.safe_load((ws / "params.yaml").read_text()))}
-    jobs = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\nrule )", out):
-        m = re.search(r"^rule (\S+):$", block, re.M)
-        if not m or m.group(1) == "all":
-            continue
-        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
-        wildcards = dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if kv)
-        name = m.group(1)
-        address = name + ("@" + "-".join(wildcards[k] for k in stages[name].wildcards) if wildcards else "")
-        cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
-        jobs[address] = (cmd, sorted(fields.get("input", "").split(", ")), sorted(fields["output"].split(", ")))
-    return jobs
 
 
 def dvc_stages(ws) -> dict:
@@ -73,7 +53,7 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
         text = (ws / "dvc.yaml").read_text()
         assert "\n# How" in text
         (ws / "dvc.yaml").write_text(text.replace("\n# How", extra + "\n# How", 1))
-    jobs = snakemake_jobs(ws)
+    jobs = snakemake_jobs(sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout, ws)
     stages, params = dvc_stages(ws)
     assert jobs == stages
     assert {"sample", "victim", "attack@test-fgsm-0", "attack_merge@aae-cw"} <= set(stages)

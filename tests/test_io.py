@@ -15,7 +15,7 @@ import yaml
 
 from advrecover.data.pools import read_pool, write_pool
 from advrecover.io import atomic_path, write_json
-from conftest import REPO, run_env
+from helpers import REPO, run_env
 
 
 def test_atomic_path_publishes_only_complete_files(tmp_path):

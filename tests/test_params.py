@@ -7,7 +7,7 @@ import yaml
 
 from advrecover import params as params_mod
 from advrecover.cli import main
-from conftest import REPO, copy_repo, sh
+from helpers import REPO, copy_repo, sh
 
 
 def test_shipped_params_and_paper_free_defaults_are_valid():

@@ -11,7 +11,7 @@ import pytest
 from advrecover.data.pools import read_pool, write_pool
 from advrecover.data.sources import DataError, open_source
 from advrecover.stages import sample
-from conftest import corrupt_image, save_image
+from helpers import corrupt_image, save_image
 
 
 def write_cifar(root, per_batch=4):

@@ -130,6 +130,7 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
                 f.attrs["wall_time_s"] = float(f.attrs["wall_time_s"]) + time.perf_counter() - t0
                 f.flush()
                 bar.update()
+                log.info("batch %d/%d done", b + 1, batches[-1][0] + 1)
         adv_format.dump_attrs(f, attrs)
         wall = float(f.attrs["wall_time_s"])
         success = float(f["success"][...].mean()) if rows else 0.0

@@ -1,0 +1,105 @@
+"""Test helpers: tiny parameters, a throw-away copy of the repo, tiny on-disk images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import re
+
+import numpy as np
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tiny_params() -> dict:
+    """The default params shrunk so the whole DAG runs in seconds on 2 CPU cores."""
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["device"] = "cpu"
+    p["sample"]["image_size"] = 16
+    for name, n in {"cae": 24, "aae": 40, "test": 40, "victim": 160}.items():
+        p["sample"]["pools"][name]["n"] = n
+    p["victim"].update(widths=[8, 16], blocks=[1, 1], epochs=2, batch_size=32, eval_batch_size=64)
+    a = p["attack"]
+    a.update(pools=["test"], run=["fgsm", "pgd_8"], shards=[0, 1], batch_size=16)
+    for spec in a["instances"].values():
+        if "steps" in spec:
+            spec["steps"] = min(spec["steps"], 3)
+    return p
+
+
+def run_env(root: Path) -> dict:
+    """Environment for subprocesses in a repo copy: its own src/ first, the venv's tools on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(root / "src")
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def sh(args, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command in ``cwd`` with :func:`run_env`; on failure show its output."""
+    res = subprocess.run(args, cwd=cwd, env=run_env(cwd), capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def copy_repo(dest: Path, params: dict) -> Path:
+    """The tracked files of this repo (as a fresh clone has them) in ``dest``, a new git repo, with ``params``."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, files.split("\0")):
+        src, dst = REPO / rel, dest / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "workspace"], cwd=dest, check=True)
+    return dest
+
+
+def save_image(path: Path, size=(24, 20), seed: int = 0) -> Path:
+    """A small random RGB image in the format the suffix names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def corrupt_image(path: Path) -> Path:
+    """A file with an image suffix whose content is not a decodable image (a truncated JPEG)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 8)
+    return path
+
+
+def snakemake_jobs(text: str, ws: Path) -> dict:
+    """The jobs in Snakemake's output (a run or a dry run with -p), keyed like DVC's stage
+    addresses (``rule`` or ``rule@v1-v2`` in matrix-key order): (command or None, inputs, outputs)."""
+    from advrecover import dag
+
+    stages = {s.name: s for s in dag.load_stages(ws / "dvc.yaml", yaml.safe_load((ws / "params.yaml").read_text()))}
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", text):
+        m = re.search(r"^(?:local)?rule (\S+):$", block, re.M)
+        if not m or m.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        wildcards = dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if kv)
+        name = m.group(1)
+        address = name + ("@" + "-".join(wildcards[k] for k in stages[name].wildcards) if wildcards else "")
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs[address] = (cmd and cmd.group(1), sorted(fields.get("input", "").split(", ")),
+                         sorted(fields["output"].split(", ")))
+    return jobs
