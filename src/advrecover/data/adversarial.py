@@ -1,6 +1,6 @@
 """The adversarial-set format: ``data/adversarial/<pool>/<attack>.h5``.
 
-Datasets (one row per attacked image, chunked per batch, gzip-compressed):
+Datasets (one row per attacked image, chunked per batch, images compressed with lzf or gzip):
 ``images`` (N, H, W, 3) in the stored dtype, ``pool_index`` (row in the pool file), ``label``
 (the pool's label, -1 if none), ``pred_clean`` and ``pred_adv`` (the victim's predictions on
 the clean image and on the *stored* adversarial image), ``success`` (pred_adv differs from the
@@ -47,11 +47,13 @@ def dequantize(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def create(f: h5py.File, n: int, size: int, dtype: str, chunk: int) -> None:
-    """Create the empty datasets of an ``n``-image set in an open file."""
+def create(f: h5py.File, n: int, size: int, dtype: str, chunk: int, compression: str = "lzf") -> None:
+    """Create the empty datasets of an ``n``-image set in an open file (``compression``: lzf,
+    gzip or none; lzf is about twice as fast as gzip for a few percent more disk)."""
     chunk = max(1, min(chunk, n))
+    codec = None if compression == "none" else compression
     f.create_dataset("images", (n, size, size, 3), dtype=DTYPES[dtype], chunks=(chunk, size, size, 3),
-                     compression="gzip", shuffle=True, track_times=False)
+                     compression=codec, shuffle=codec is not None, track_times=False)
     for name, dt in COLUMNS.items():
         f.create_dataset(name, (n,), dtype=dt, chunks=(chunk,), track_times=False)
 

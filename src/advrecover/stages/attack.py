@@ -55,7 +55,8 @@ def versions() -> dict:
             "h5py": h5py.__version__, "numpy": np.__version__}
 
 
-def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype: str, chunk: int):
+def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype: str, chunk: int,
+                  compression: str):
     """Open the partial output, resuming when it belongs to this exact configuration."""
     if partial.exists():
         try:
@@ -69,7 +70,7 @@ def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype:
             log.warning("discarding unreadable partial output %s (%s)", partial, exc)
         partial.unlink()
     f = h5py.File(partial, "w")
-    adv_format.create(f, n_rows, size, dtype, chunk)
+    adv_format.create(f, n_rows, size, dtype, chunk, compression)
     f.attrs["config_key"] = config_key
     f.attrs["done_batches"] = 0
     f.attrs["wall_time_s"] = 0.0
@@ -78,7 +79,7 @@ def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype:
 
 def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
-        progress: bool = True) -> dict:
+        compression: str = "lzf", progress: bool = True) -> dict:
     """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters)."""
     attacks.check({name: spec})
     out_path = Path(out_path)
@@ -91,21 +92,23 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
     first = batches[0][1] if batches else 0
     attrs = {"attack": name, "method": spec["method"], "params": {k: v for k, v in spec.items() if k != "method"},
              "pool": pool_name, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum, "seed": seed,
-             "dtype": dtype, "batch_size": batch_size, "shard": shard, "n_shards": n_shards, "versions": versions()}
+             "dtype": dtype, "compression": compression, "batch_size": batch_size, "shard": shard,
+             "n_shards": n_shards, "versions": versions()}
     config_key = hashlib.sha256(json.dumps({k: v for k, v in attrs.items() if k != "versions"},
                                            sort_keys=True).encode()).hexdigest()
     model = victims.load(victim_path, victim_cfg).to(device, memory_format=torch.channels_last)
     attack = attacks.build(spec, model)
     partial = out_path.with_name(out_path.name + ".partial")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    f, done = _open_partial(partial, config_key, rows, size, dtype, batch_size)
+    f, done = _open_partial(partial, config_key, rows, size, dtype, batch_size, compression)
     try:
         with h5py.File(pool_path, "r") as pool, tqdm(total=len(batches), initial=done, unit="batch",
                                                     desc=f"attack {pool_name}/{name} shard {shard}",
                                                     disable=not progress) as bar:
             for b, start, end in batches[done:]:
                 t0 = time.perf_counter()
-                x = to_tensor(pool["images"][start:end]).to(device)
+                # channels-last inputs match the model's layout: no conversion inside every step
+                x = to_tensor(pool["images"][start:end]).to(device).contiguous(memory_format=torch.channels_last)
                 label = pool["labels"][start:end]
                 torch.manual_seed(batch_seed(seed, b))
                 with torch.no_grad():
@@ -113,7 +116,7 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
                 y = torch.from_numpy(label).to(device) if (label >= 0).all() else pred_clean
                 adv = attack(x, y).detach()
                 stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
-                adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).contiguous().to(device)
+                adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).to(device)
                 with torch.no_grad():
                     pred_adv = model(adv_f).argmax(1)
                 delta = (adv_f - x).flatten(1)

@@ -1,0 +1,159 @@
+"""Attack throughput, success and norms on the built-in victim and test pool.
+
+Prints, for every attack instance of params.yaml:
+  - images per second of the ``attack`` stage (HDF5 in and out, victim evaluations included)
+    and of the attack call alone, success rate, mean L2 and Linf;
+  - for DeepFool and JSMA, our batched implementation and torchattacks' side by side on the
+    same images (torchattacks runs one image at a time, so it gets fewer images);
+  - for FGSM, PGD, BIM and CW, the ratio of throughput to the compute bound
+    (steps x the time of one batched forward+backward pass of the victim);
+  - peak resident memory of the attack stage on pools of N and 4N images.
+
+Needs the outputs of `make run` (models/victim.pt, data/pools/test.h5).
+
+    python benchmarks/attacks.py [--n 256] [--reference-n 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchattacks
+import yaml
+
+from advrecover import attacks
+from advrecover.data.pools import read_pool, write_pool
+from advrecover.device import resolve, use_allocated_cpus
+from advrecover.models import victim as victims
+from advrecover.stages import attack as attack_stage
+from advrecover.stages.victim import to_tensor
+
+ROOT = Path(__file__).resolve().parents[1]
+BOUND = {"fgsm": lambda s: 1, "pgd": lambda s: s["steps"], "bim": lambda s: s["steps"], "cw": lambda s: s["steps"]}
+
+
+def forward_backward_time(model, x, y, repeats: int = 5) -> float:
+    """Seconds per image of one batched forward+backward pass to the input (what each step costs)."""
+    def step():
+        xr = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xr), y)
+        torch.autograd.grad(loss, xr)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) / repeats / len(x)
+
+
+def evaluate(model, x, y, adv, seconds, n) -> dict:
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    d = (adv - x).flatten(1)
+    return {"img_s": n / seconds, "success": (pred != y).float().mean().item(),
+            "l2": d.norm(dim=1).mean().item(), "linf": d.abs().amax(1).mean().item()}
+
+
+def timed(attack, x, y):
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    adv = attack(x, y)
+    return adv, time.perf_counter() - start
+
+
+def subset_pool(pool, n: int, path: Path) -> Path:
+    idx = np.resize(np.arange(len(pool.images)), n)
+    write_pool(path, pool.images[idx], pool.labels[idx], idx, {**pool.attrs, "class_names": pool.class_names})
+    return path
+
+
+def peak_memory(pool_path: Path, victim: Path, params: Path, work: Path) -> float:
+    """Peak RSS (MiB) of one attack stage process (FGSM) on ``pool_path``."""
+    code = ("import resource, sys, yaml, torch; from advrecover.stages import attack; "
+            "p = yaml.safe_load(open(sys.argv[1])); "
+            "attack.run('fgsm', {'method': 'fgsm', 'eps': 8 / 255}, 'test', sys.argv[2], sys.argv[3], p['victim'], 0, 1, "
+            "p['attack']['batch_size'], 'float32', 0, torch.device('cpu'), sys.argv[4], progress=False); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, str(params), str(pool_path), str(victim), str(work / "m.h5")],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--victim", default=str(ROOT / "models/victim.pt"))
+    ap.add_argument("--pool", default=str(ROOT / "data/pools/test.h5"))
+    ap.add_argument("--n", type=int, default=256, help="images per attack (ours)")
+    ap.add_argument("--reference-n", type=int, default=32,
+                    help="images for torchattacks' DeepFool and JSMA (0: skip this and the memory part)")
+    ap.add_argument("--memory-n", type=int, default=512, help="N for the N vs 4N memory comparison")
+    args = ap.parse_args()
+    if not Path(args.victim).is_file() or not Path(args.pool).is_file():
+        sys.exit("run `make run` first: the benchmark needs models/victim.pt and data/pools/test.h5")
+    p = yaml.safe_load(Path(args.params).read_text())
+    use_allocated_cpus()
+    device = resolve(p["device"])
+    model = victims.load(args.victim, p["victim"]).to(device, memory_format=torch.channels_last)
+    pool = read_pool(args.pool)
+    x = to_tensor(pool.images[:args.n]).to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(pool.labels[:args.n]).to(device)
+    bs = p["attack"]["batch_size"]
+    t_fb = forward_backward_time(model, x[:bs], y[:bs])
+    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {bs}, "
+          f"forward+backward {1 / t_fb:.0f} img/s, {args.n} images\n")
+    print(f"{'attack':10s} {'stage img/s':>11s} {'call img/s':>10s} {'success':>8s} {'L2':>7s} {'Linf':>7s} "
+          f"{'stage/bound':>11s} {'call/bound':>10s}")
+    instances = p["attack"]["instances"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sub = subset_pool(pool, args.n, tmp / "pool.h5")
+        for name in p["attack"]["run"]:
+            spec = instances[name]
+            adv, seconds = timed(attacks.build(spec, model), x, y)
+            r = evaluate(model, x, y, adv, seconds, args.n)
+            stage = attack_stage.run(name, spec, "test", sub, args.victim, p["victim"], 0, 1, bs, p["attack"]["dtype"],
+                                     0, device, tmp / f"{name}.h5", p["attack"]["compression"], progress=False)
+            stage_rate = stage["n"] / stage["wall_time_s"]
+            ratios = ""
+            if spec["method"] in BOUND:
+                bound = 1 / (BOUND[spec["method"]](spec) * t_fb)
+                ratios = f"{stage_rate / bound:11.2f} {r['img_s'] / bound:10.2f}"
+            print(f"{name:10s} {stage_rate:11.1f} {r['img_s']:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
+                  f"{r['linf']:7.4f} {ratios}")
+
+        if args.reference_n == 0:
+            return
+        print("\nbatched vs torchattacks (same images; success = victim's prediction on the returned images)")
+        m = args.reference_n
+        xs, ys = x[:m], y[:m]
+        pairs = {"deepfool": (instances["deepfool"], torchattacks.DeepFool(model, steps=instances["deepfool"]["steps"],
+                                                                          overshoot=instances["deepfool"]["overshoot"])),
+                 "jsma": (instances["jsma"], torchattacks.JSMA(model, theta=instances["jsma"].get("theta", 1.0),
+                                                              gamma=instances["jsma"]["gamma"]))}
+        for name, (spec, reference) in pairs.items():
+            ours_adv, ours_s = timed(attacks.build(spec, model), x, y)
+            ours_all = evaluate(model, x, y, ours_adv, ours_s, args.n)
+            ours_same = evaluate(model, xs, ys, ours_adv[:m], ours_s, m)
+            ref_adv, ref_s = timed(reference, xs, ys)
+            ref = evaluate(model, xs, ys, ref_adv, ref_s, m)
+            print(f"{name:10s} ours {ours_all['img_s']:8.1f} img/s (success {ours_all['success']:.3f} on {args.n}, "
+                  f"{ours_same['success']:.3f} on the first {m})  torchattacks {ref['img_s']:6.2f} img/s "
+                  f"(success {ref['success']:.3f} on {m})  speed-up {ours_all['img_s'] / ref['img_s']:.1f}x  "
+                  f"L2 {ours_same['l2']:.3f} vs {ref['l2']:.3f}")
+
+        print("\npeak memory of the attack stage (FGSM)")
+        for n in (args.memory_n, 4 * args.memory_n):
+            mib = peak_memory(subset_pool(pool, n, tmp / f"pool{n}.h5"), Path(args.victim), Path(args.params), tmp)
+            print(f"  {n:6d} images: {mib:7.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
