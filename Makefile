@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	snakemake --cores $(CORES)
 	dvc metrics show metrics/victim.json
+	dvc metrics show metrics/attack
 
 test: install
 	pytest $(PYTEST_ARGS)

@@ -33,7 +33,7 @@ from advrecover.data.pools import read_pool, write_pool
 from advrecover.device import resolve, use_allocated_cpus
 from advrecover.models import victim as victims
 from advrecover.stages import attack as attack_stage
-from advrecover.stages.victim import to_tensor
+from advrecover.data.tensors import to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = {"fgsm": lambda s: 1, "pgd": lambda s: s["steps"], "bim": lambda s: s["steps"], "cw": lambda s: s["steps"]}

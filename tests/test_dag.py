@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -107,3 +109,25 @@ def test_braces_and_scalars_render_like_dvc():
 def test_unsupported_or_inconsistent_stages_are_clear_errors(stage, message):
     with pytest.raises(dag.DagError, match=message):
         dag.stage_spec("s", stage, {"d": {"x": 1}})
+
+
+# modules that move files and parameters around without changing any result
+PLUMBING = {"__init__.py", "__main__.py", "cli.py", "params.py", "io.py", "dag.py",
+            "stages/__init__.py", "data/__init__.py", "models/__init__.py"}
+
+
+def test_each_stage_lists_the_source_files_it_runs():
+    """Every advrecover module a stage imports is one of its dvc.yaml deps, so editing it re-runs the stage."""
+    import subprocess
+    import sys
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        code = ("import sys, advrecover.stages.%s; print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
+                "if n.startswith('advrecover') and getattr(m, '__file__', None))))" % name)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        src = REPO / "src" / "advrecover"
+        used = {str(p.relative_to(src)) for p in map(Path, out.split())} - PLUMBING
+        deps = {d for d in stage["deps"] if d.startswith("src/")}
+        assert {f"src/advrecover/{u}" for u in used} <= deps, name
+        assert all((REPO / d).is_file() for d in deps), name

@@ -10,7 +10,8 @@ import torch
 
 from advrecover.data.builtin import ShapesSource
 from advrecover.models.resnet import ResNet
-from advrecover.stages.victim import to_tensor, train
+from advrecover.data.tensors import to_tensor
+from advrecover.stages.victim import train
 
 
 @pytest.fixture(scope="session")

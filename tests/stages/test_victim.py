@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from advrecover.data.pools import write_pool
+from advrecover.data.pools import POOL_ORDER, write_pool
 from advrecover.models import victim as victims
 from advrecover.stages import sample, victim
 
@@ -68,7 +68,7 @@ def test_torchvision_mode_restricts_logits_to_the_pool_classes(tmp_path, params)
     names = [wnids[7], wnids[42], wnids[999]]
     rng = np.random.default_rng(0)
     pools_dir = tmp_path / "pools"
-    for name in sample.POOL_ORDER:
+    for name in POOL_ORDER:
         write_pool(pools_dir / f"{name}.h5", rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
                    [0, 1, 2, 0, 1, 2], np.arange(6), {"class_names": names})
     backbone = torchvision.models.resnet18(weights=None)
@@ -76,7 +76,7 @@ def test_torchvision_mode_restricts_logits_to_the_pool_classes(tmp_path, params)
     cfg = dict(params["victim"], mode="torchvision", torchvision_arch="resnet18",
                torchvision_weights=str(tmp_path / "r18.pt"), imagenet_classes=str(tmp_path / "classes.txt"))
     metrics, paths = run(tmp_path, cfg, pools_dir)
-    assert set(metrics["accuracy"]) == set(sample.POOL_ORDER) and metrics["classes"] == 3
+    assert set(metrics["accuracy"]) == set(POOL_ORDER) and metrics["classes"] == 3
     model = victims.load(paths["model_path"], cfg)
     x = torch.rand(2, 3, 32, 32)
     full = backbone.eval()(victims.Normalize(victims.IMAGENET_MEAN, victims.IMAGENET_STD)(x))

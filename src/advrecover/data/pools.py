@@ -19,6 +19,7 @@ import numpy as np
 from ..io import atomic_path
 
 CHUNK = 256  # images per HDF5 chunk: one write per batch, one read per batch
+POOL_ORDER = ("cae", "aae", "test", "victim")  # the pools, in the order they draw from a shared source
 
 
 @dataclass

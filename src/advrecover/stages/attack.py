@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from .. import attacks
 from ..data import adversarial as adv_format
+from ..data.tensors import to_tensor
 from ..io import sha256_file
 from ..models import victim as victims
-from .victim import to_tensor
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.pools import write_pool
+from ..data.pools import POOL_ORDER, write_pool
 from ..data.sources import DataError, open_source
 from ..io import write_json
 
 log = logging.getLogger(__name__)
 
-POOL_ORDER = ("cae", "aae", "test", "victim")
 
 
 class IndexStream:

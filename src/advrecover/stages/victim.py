@@ -17,17 +17,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.pools import read_pool
+from ..data.pools import POOL_ORDER, read_pool
+from ..data.tensors import to_tensor
 from ..io import atomic_path, write_json
 from ..models import victim as victims
-from .sample import POOL_ORDER
 
 log = logging.getLogger(__name__)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255).contiguous()
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
