@@ -125,3 +125,10 @@ def test_ssp_never_downloads_weights(victim_and_images):
     model, _, _ = victim_and_images
     with pytest.raises(ValueError, match="never downloaded"):
         attacks.build({"method": "ssp", "eps": 0.1, "step": 0.01, "steps": 1, "network": "vgg16"}, model)
+
+
+def test_torchattacks_jsma_accepts_channels_last_images(victim_and_images):
+    model, x, y = victim_and_images
+    x = x[:2].contiguous(memory_format=torch.channels_last)
+    adv = attacks.build({"method": "jsma", "gamma": 0.01, "impl": "torchattacks"}, model)(x, y[:2])
+    assert adv.shape == x.shape

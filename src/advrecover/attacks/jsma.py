@@ -83,11 +83,18 @@ class BatchedJSMA(Attack):
         return x.detach()
 
 
+class TorchattacksJSMA(torchattacks.JSMA):
+    """torchattacks' JSMA, given contiguous images (its ``view`` calls fail on channels-last ones)."""
+
+    def forward(self, images, labels):
+        return super().forward(images.contiguous(), labels)
+
+
 @register("jsma")
 def jsma(model, gamma: float, theta: float = 1.0, impl: str = "batched", candidates: int = 64, target: str = "next"):
     """``impl``: ``batched`` (ours) or ``torchattacks`` (one image at a time, 10 classes, F^2 memory)."""
     if impl == "torchattacks":
-        return torchattacks.JSMA(model, theta=theta, gamma=gamma)
+        return TorchattacksJSMA(model, theta=theta, gamma=gamma)
     if impl != "batched":
         raise ValueError(f"jsma impl must be 'batched' or 'torchattacks', got {impl!r}")
     if target not in ("next", "least_likely"):
