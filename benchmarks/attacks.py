@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchattacks
 import yaml
 
 from advrecover import attacks
@@ -95,9 +94,9 @@ def main() -> None:
     ap.add_argument("--victim", default=str(ROOT / "models/victim.pt"))
     ap.add_argument("--pool", default=str(ROOT / "data/pools/test.h5"))
     ap.add_argument("--n", type=int, default=256, help="images per attack (ours)")
-    ap.add_argument("--reference-n", type=int, default=32,
-                    help="images for torchattacks' DeepFool and JSMA (0: skip this and the memory part)")
+    ap.add_argument("--reference-n", type=int, default=32, help="images for torchattacks' DeepFool and JSMA")
     ap.add_argument("--memory-n", type=int, default=512, help="N for the N vs 4N memory comparison")
+    ap.add_argument("--parts", default="throughput,reference,memory", help="comma-separated parts to run")
     args = ap.parse_args()
     if not Path(args.victim).is_file() or not Path(args.pool).is_file():
         sys.exit("run `make run` first: the benchmark needs models/victim.pt and data/pools/test.h5")
@@ -118,7 +117,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sub = subset_pool(pool, args.n, tmp / "pool.h5")
-        for name in p["attack"]["run"]:
+        for name in p["attack"]["run"] if "throughput" in args.parts else []:
             spec = instances[name]
             adv, seconds = timed(attacks.build(spec, model), x, y)
             r = evaluate(model, x, y, adv, seconds, args.n)
@@ -132,16 +131,12 @@ def main() -> None:
             print(f"{name:10s} {stage_rate:11.1f} {r['img_s']:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
                   f"{r['linf']:7.4f} {ratios}")
 
-        if args.reference_n == 0:
-            return
         print("\nbatched vs torchattacks (same images; success = victim's prediction on the returned images)")
         m = args.reference_n
         xs, ys = x[:m], y[:m]
-        pairs = {"deepfool": (instances["deepfool"], torchattacks.DeepFool(model, steps=instances["deepfool"]["steps"],
-                                                                          overshoot=instances["deepfool"]["overshoot"])),
-                 "jsma": (instances["jsma"], torchattacks.JSMA(model, theta=instances["jsma"].get("theta", 1.0),
-                                                              gamma=instances["jsma"]["gamma"]))}
-        for name, (spec, reference) in pairs.items():
+        for name in ("deepfool", "jsma") if "reference" in args.parts else []:
+            spec = instances[name]
+            reference = attacks.build(dict(spec, impl="torchattacks"), model)
             ours_adv, ours_s = timed(attacks.build(spec, model), x, y)
             ours_all = evaluate(model, x, y, ours_adv, ours_s, args.n)
             ours_same = evaluate(model, xs, ys, ours_adv[:m], ours_s, m)
@@ -153,7 +148,7 @@ def main() -> None:
                   f"L2 {ours_same['l2']:.3f} vs {ref['l2']:.3f}")
 
         print("\npeak memory of the attack stage (FGSM)")
-        for n in (args.memory_n, 4 * args.memory_n):
+        for n in (args.memory_n, 4 * args.memory_n) if "memory" in args.parts else []:
             mib = peak_memory(subset_pool(pool, n, tmp / f"pool{n}.h5"), Path(args.victim), Path(args.params), tmp)
             print(f"  {n:6d} images: {mib:7.1f} MiB")
 

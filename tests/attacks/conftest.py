@@ -24,8 +24,9 @@ def victim_and_images(tmp_path_factory):
     images, labels = np.stack([d[0] for d in data]), np.array([d[1] for d in data])
     model = ResNet(10, [16, 32], [1, 1], stem_stride=1)
     cfg = {"epochs": 8, "batch_size": 64, "lr": 0.1, "weight_decay": 5e-4, "augment": False}
-    train(model, images[:800], labels[:800], cfg, 0, torch.device("cpu"),
-          Path(tmp_path_factory.mktemp("victim")) / "h.csv", progress=False)
+    work = Path(tmp_path_factory.mktemp("victim"))
+    train(model, images[:800], labels[:800], cfg, 0, torch.device("cpu"), work / "h.csv", work / "v.ckpt",
+          progress=False)
     model.eval()
     x, y = to_tensor(images[800:]), torch.from_numpy(labels[800:])
     with torch.no_grad():

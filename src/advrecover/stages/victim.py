@@ -8,17 +8,18 @@ wraps a torchvision architecture with weights the user has on disk.
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..data.pools import POOL_ORDER, read_pool
 from ..data.tensors import to_tensor
+from .. import training
 from ..io import atomic_path, write_json
 from ..models import victim as victims
 
@@ -51,10 +52,10 @@ def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: 
     return correct / max(1, len(images))
 
 
-def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, device,
-          history_path: Path, progress: bool = True):
-    """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate; per-epoch loss and accuracy to CSV."""
-    gen = torch.Generator().manual_seed(seed)
+def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, device, history_path: Path,
+          checkpoint_path: Path, config_key: str = "", progress: bool = True):
+    """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate, through :func:`training.fit`:
+    per-epoch loss and accuracy to CSV, a checkpoint per epoch, NaN detection."""
     x_all, y_all = to_tensor(images), torch.from_numpy(labels)
     model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
     model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
@@ -63,14 +64,12 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, d
                           weight_decay=cfg["weight_decay"])
     steps = (len(x_all) + cfg["batch_size"] - 1) // cfg["batch_size"]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["epochs"] * steps)
-    rows = []
-    for epoch in range(cfg["epochs"]):
+
+    def epoch_step(epoch: int, gen: torch.Generator) -> dict:
         model.train()
         order = torch.randperm(len(x_all), generator=gen)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps), desc=f"victim epoch {epoch + 1}/{cfg['epochs']}", disable=not progress,
-                   mininterval=1, leave=False)
-        for b in bar:
+        for b in range(steps):
             idx = order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]]
             x, y = x_all[idx], y_all[idx]
             if cfg["augment"]:
@@ -78,8 +77,6 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, d
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"victim training: loss is {loss.item()} at epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -87,13 +84,10 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, d
             total += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-            bar.set_postfix(loss=f"{total / seen:.3f}")
-        rows.append({"epoch": epoch + 1, "loss": round(total / seen, 6), "train_accuracy": round(correct / seen, 6)})
-        log.info("victim epoch %d: loss %.4f, train accuracy %.3f", epoch + 1, total / seen, correct / seen)
-    with atomic_path(history_path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        return {"loss": total / seen, "train_accuracy": correct / seen}
+
+    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+                 "victim", scheduler_per_epoch=False, progress=progress)
     return model
 
 
@@ -110,7 +104,9 @@ def run(cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | P
                              "(sample.pools.victim: a labelled source and n > 0)")
         class_names = train_pool.class_names
         model = victims.build(cfg, class_names)
-        model = train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path), progress)
+        key = hashlib.sha256(json.dumps([cfg, seed, train_pool.attrs["checksum"]], sort_keys=True).encode()).hexdigest()
+        model = train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path),
+                      Path(model_path).with_suffix(".ckpt"), key, progress)
     else:
         reference = pools["test"] if pools["test"].labelled else pools["victim"]
         class_names = reference.class_names

@@ -1,0 +1,94 @@
+"""Training mechanics shared by every trainer in the pipeline.
+
+:func:`fit` runs epochs of a caller-supplied step and takes care of what every stage that
+trains needs: per-epoch mean losses written to a CSV (declared as DVC plots), a progress bar,
+a checkpoint after every epoch so that a killed job resumes where it stopped (and ends with
+the same weights as an uninterrupted run: model, optimiser, scheduler and random-number
+states are all restored), and a stop with an error naming the epoch and the loss term as soon
+as a loss is NaN or infinite. :func:`scale_milestones` keeps a schedule's shape when the
+number of epochs changes (001 drops the rate at epochs 500 and 1000 of 1500).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss term became NaN or infinite."""
+
+
+def scale_milestones(milestones: Iterable[int], reference_epochs: int, epochs: int) -> list[int]:
+    """Milestones given for ``reference_epochs`` moved to the same fractions of ``epochs``."""
+    return sorted({max(1, round(m * epochs / reference_epochs)) for m in milestones})
+
+
+def check_finite(losses: dict, epoch: int, what: str) -> None:
+    """Raise :class:`NonFiniteLoss` naming the first NaN or infinite term."""
+    for term, value in losses.items():
+        if not math.isfinite(float(value)):
+            raise NonFiniteLoss(f"{what}: loss term '{term}' is {float(value)} at epoch {epoch}")
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def fit(model: torch.nn.Module, optimizer, scheduler, epochs: int,
+        epoch_step: Callable[[int, torch.Generator], dict], checkpoint: str | Path, history: str | Path,
+        config_key: str, seed: int, what: str, scheduler_per_epoch: bool = True,
+        progress: bool = True) -> list[dict]:
+    """Run ``epoch_step(epoch, generator) -> {term: mean value}`` for epochs 1..``epochs``.
+
+    ``scheduler`` (or None) is checkpointed, and stepped once per epoch here unless
+    ``scheduler_per_epoch`` is False (``epoch_step`` then steps it per batch). ``generator``
+    is the one source of data-order randomness. ``checkpoint`` is written after every epoch and
+    removed at the end; one with another ``config_key`` is ignored. The history CSV has a
+    column ``epoch`` and one per term.
+    """
+    checkpoint, history = Path(checkpoint), Path(history)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    rows, start = [], 0
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("config_key") == config_key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            rows, start = state["history"], state["epoch"]
+            log.info("%s: resuming from %s after epoch %d", what, checkpoint, start)
+        else:
+            log.info("%s: ignoring checkpoint %s of another configuration", what, checkpoint)
+    for epoch in tqdm(range(start + 1, epochs + 1), initial=start, total=epochs, desc=what, disable=not progress):
+        losses = epoch_step(epoch, gen)
+        check_finite(losses, epoch, what)
+        if scheduler is not None and scheduler_per_epoch:
+            scheduler.step()
+        rows.append({"epoch": epoch, **{k: round(float(v), 6) for k, v in losses.items()}})
+        log.info("%s epoch %d: %s", what, epoch, ", ".join(f"{k} {float(v):.4f}" for k, v in losses.items()))
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"config_key": config_key, "epoch": epoch, "history": rows, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+    _write_history(history, rows)
+    checkpoint.unlink(missing_ok=True)
+    return rows
