@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -37,16 +35,6 @@ def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically (stable bytes for DVC metrics)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def sha256_arrays(*arrays) -> str:
-    """SHA-256 over the raw bytes, dtypes and shapes of numpy arrays: a content checksum."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
-    return h.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

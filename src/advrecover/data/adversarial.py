@@ -95,9 +95,9 @@ def read_adversarial(path: str | Path, victim_checksum: str | None = None, pool_
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"adversarial set not found: {path} (run the attack stages)")
+    attrs = read_attrs(path)
+    check_provenance(path, attrs, victim_checksum, pool_checksum)
     with h5py.File(path, "r") as f:
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-        check_provenance(path, attrs, victim_checksum, pool_checksum)
         return AdversarialSet(f["images"][...], {k: f[k][...] for k in COLUMNS}, attrs)
 
 

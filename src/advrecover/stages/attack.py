@@ -39,7 +39,9 @@ def shard_batches(n: int, batch_size: int, shard: int, n_shards: int) -> list[tu
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
     batches = [(i, s, min(s + batch_size, n)) for i, s in enumerate(range(0, n, batch_size))]
-    return [tuple(b) for b in np.array_split(np.asarray(batches, dtype=np.int64).reshape(-1, 3), n_shards)[shard]]
+    per, extra = divmod(len(batches), n_shards)  # the first `extra` shards take one batch more
+    first = shard * per + min(shard, extra)
+    return batches[first:first + per + (shard < extra)]
 
 
 def batch_seed(seed: int, batch: int) -> int:
