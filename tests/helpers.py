@@ -27,10 +27,16 @@ def tiny_params() -> dict:
         p["sample"]["pools"][name]["n"] = n
     p["victim"].update(widths=[8, 16], blocks=[1, 1], epochs=2, batch_size=32, eval_batch_size=64)
     a = p["attack"]
-    a.update(pools=["test"], run=["fgsm", "pgd_8"], shards=[0, 1], batch_size=16)
+    a.update(pools=["test", "aae"], run=["fgsm", "pgd_8"], shards=[0, 1], batch_size=16)
     for spec in a["instances"].values():
         if "steps" in spec:
             spec["steps"] = min(spec["steps"], 3)
+    r = p["recovery"]
+    r.update(variants=["default"], train_on=["fgsm", "pgd_8"])
+    for part in ("cae", "aae"):
+        r[part] = {"default": {**r[part]["default"], "widths": [16, 4], "epochs": 2, "batch_size": 16}}
+    p["evaluate"]["defences"] = {"none": {"method": "none"}, "cae_aae": {"method": "cae_aae", "variant": "default"}}
+    p["evaluate"]["batch_size"] = 16
     return p
 
 
@@ -103,3 +109,22 @@ def snakemake_jobs(text: str, ws: Path) -> dict:
         jobs[address] = (cmd and cmd.group(1), sorted(fields.get("input", "").split(", ")),
                          sorted(fields["output"].split(", ")))
     return jobs
+
+
+def write_adversarial_set(path: Path, images: np.ndarray, pool_checksum: str, victim_checksum: str = "v" * 64,
+                          labels=None, attack: str = "fake") -> Path:
+    """An adversarial set in the on-disk format of the attack stage (float NHWC images in [0, 1])."""
+    import h5py
+
+    from advrecover.data import adversarial as fmt
+
+    n, size = len(images), images.shape[1]
+    labels = np.full(n, -1) if labels is None else np.asarray(labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        fmt.create(f, n, size, "float32", max(1, n))
+        f["images"][...] = images.astype(np.float32)
+        f["pool_index"][...] = np.arange(n)
+        f["label"][...] = labels
+        fmt.dump_attrs(f, {"attack": attack, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum})
+    return path

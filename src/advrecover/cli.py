@@ -57,6 +57,46 @@ def _attack_merge(args, p):
     attack_merge.run(shards, args.out, args.metrics)
 
 
+def _train_cae(args, p):
+    from .device import resolve, use_allocated_cpus
+    from .stages import train_cae
+
+    use_allocated_cpus()
+    train_cae.run(_variant(p, "cae", args.variant), p["seed"], resolve(p["device"]), args.pool, args.model,
+                  args.history, args.metrics, progress=not args.quiet)
+
+
+def _train_aae(args, p):
+    from .device import resolve, use_allocated_cpus
+    from .stages import train_aae
+
+    train_on = p["recovery"]["train_on"]
+    if args.train_set != "mixed" and args.train_set not in train_on:
+        raise ValueError(f"--train-set {args.train_set}: not in recovery.train_on {train_on} (or 'mixed')")
+    names = train_on if args.train_set == "mixed" else [args.train_set]
+    use_allocated_cpus()
+    train_aae.run(_variant(p, "aae", args.variant), args.train_set, {a: Path(args.sets) / f"{a}.h5" for a in names},
+                  args.pool, args.cae, p["seed"], resolve(p["device"]), args.model, args.history, args.metrics,
+                  progress=not args.quiet)
+
+
+def _evaluate(args, p):
+    from .device import resolve, use_allocated_cpus
+    from .stages import evaluate
+
+    e = p["evaluate"]
+    use_allocated_cpus()
+    evaluate.run(e["defences"], p["attack"]["run"], p["recovery"]["train_on"], args.pool, args.adversarial, args.victim,
+                 p["victim"], args.models, e["tau"], e["batch_size"], p["seed"], resolve(p["device"]), args.results,
+                 args.metrics)
+
+
+def _variant(p: dict, part: str, variant: str) -> dict:
+    if variant not in p["recovery"]["variants"]:
+        raise ValueError(f"--variant {variant}: not in recovery.variants {p['recovery']['variants']}")
+    return p["recovery"][part][variant]
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="advrecover", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -93,6 +133,34 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output set (.h5)")
     m.add_argument("--metrics", required=True, help="output JSON: success rate, accuracies, norms")
     m.set_defaults(func=_attack_merge)
+
+    c = sub.add_parser("train_cae", parents=[common], help="train the clean-image VAE of one recovery variant")
+    c.add_argument("--variant", required=True, help="one of recovery.variants")
+    c.add_argument("--pool", required=True, help="the cae pool file")
+    c.add_argument("--model", required=True, help="output model (.pt)")
+    c.add_argument("--history", required=True, help="output CSV: per-epoch loss terms")
+    c.add_argument("--metrics", required=True, help="output JSON: reconstruction PSNR")
+    c.set_defaults(func=_train_cae)
+
+    t = sub.add_parser("train_aae", parents=[common], help="train the AAE of one variant on one training set")
+    t.add_argument("--variant", required=True, help="one of recovery.variants")
+    t.add_argument("--train-set", required=True, help="an attack of recovery.train_on, or mixed")
+    t.add_argument("--pool", required=True, help="the aae pool file (its checksum must match the sets')")
+    t.add_argument("--sets", required=True, help="directory holding <attack>.h5 adversarial sets of the aae pool")
+    t.add_argument("--cae", required=True, help="the trained CAE of the variant (kept frozen)")
+    t.add_argument("--model", required=True, help="output model (.pt)")
+    t.add_argument("--history", required=True, help="output CSV: per-epoch loss terms")
+    t.add_argument("--metrics", required=True, help="output JSON: PSNR of the recovery to its input")
+    t.set_defaults(func=_train_aae)
+
+    e = sub.add_parser("evaluate", parents=[common], help="every defence against every test column")
+    e.add_argument("--pool", required=True, help="the evaluated pool file")
+    e.add_argument("--adversarial", required=True, help="directory holding the pool's <attack>.h5 sets")
+    e.add_argument("--victim", required=True, help="victim state dict")
+    e.add_argument("--models", required=True, help="directory holding cae/ and aae/ models")
+    e.add_argument("--results", required=True, help="output directory: <protocol>.csv and <protocol>.md")
+    e.add_argument("--metrics", required=True, help="output JSON: accuracy per defence and column")
+    e.set_defaults(func=_evaluate)
     return ap
 
 

@@ -151,22 +151,24 @@ def _param_value(params: dict, key: str):
 
 def expand_directory_deps(stages: list[Stage]) -> None:
     """A dep on a directory that holds other stages' outputs (how DVC lets a stage depend on
-    all shards of a matrix stage) becomes those outputs for Snakemake: their wildcards that the
-    depending stage lacks are expanded over the producing stage's matrix values."""
-    outs = [(t, o) for t in stages for o in t.outs]
+    all shards of a matrix stage) becomes those outputs for Snakemake: a producing stage's
+    wildcards that the depending stage lacks are expanded over their matrix values, and the
+    outputs that then lie under the directory are the deps."""
     for stage in stages:
         deps = []
         for dep in stage.deps:
-            inner = [(t, o) for t, o in outs if o.startswith(dep.rstrip("/") + "/")]
-            if not inner:
-                deps.append(dep)
-            for producer, out in inner:
-                extra = [k for k in producer.wildcards if "{" + k + "}" in out and k not in stage.wildcards]
-                for combo in itertools.product(*(producer.wildcards[k] for k in extra)):
-                    path = out
-                    for key, value in zip(extra, combo):
-                        path = path.replace("{" + key + "}", value)
-                    deps.append(path)
+            prefix = dep.rstrip("/") + "/"
+            inner = []
+            for producer in stages:
+                for out in producer.outs:
+                    extra = [k for k in producer.wildcards if "{" + k + "}" in out and k not in stage.wildcards]
+                    for combo in itertools.product(*(producer.wildcards[k] for k in extra)):
+                        path = out
+                        for key, value in zip(extra, combo):
+                            path = path.replace("{" + key + "}", value)
+                        if path.startswith(prefix):
+                            inner.append(path)
+            deps.extend(inner or [dep])
         stage.deps = deps
 
 

@@ -60,6 +60,37 @@ def cross_check(params: dict) -> None:
                           f"(defined: {sorted(attack['instances'])})")
     if sorted(attack["shards"]) != list(range(len(attack["shards"]))):
         raise ParamsError(f"attack.shards: must be the shard ids 0..K-1, got {attack['shards']}")
+    _check_recovery(params)
+
+
+def _check_recovery(params: dict) -> None:
+    rec, attack, size = params["recovery"], params["attack"], params["sample"]["image_size"]
+    if "aae" not in attack["pools"]:
+        raise ParamsError("attack.pools: must include 'aae' (the AAE trains on attacked aae images)")
+    if params["evaluate"]["pool"] not in attack["pools"]:
+        raise ParamsError(f"evaluate.pool: {params['evaluate']['pool']!r} is not attacked (attack.pools: {attack['pools']})")
+    unknown = [a for a in rec["train_on"] if a not in attack["run"]]
+    if unknown:
+        raise ParamsError(f"recovery.train_on: {unknown} are not in attack.run {attack['run']}")
+    for v in rec["variants"]:
+        for part in ("cae", "aae"):
+            if v not in rec[part]:
+                raise ParamsError(f"recovery.{part}.{v}: missing; every variant in recovery.variants needs one")
+        cae, aae = rec["cae"][v], rec["aae"][v]
+        if cae["layout"] == "patches" and size % cae["patch"]:
+            raise ParamsError(f"recovery.cae.{v}.patch: {cae['patch']} does not divide sample.image_size {size}")
+        if aae["widths"][-1] != cae["widths"][-1]:
+            raise ParamsError(f"recovery.aae.{v}.widths: must end in the CAE's latent channels {cae['widths'][-1]} "
+                              f"(D_CAE decodes E_AAE's latent), got {aae['widths'][-1]}")
+        if cae["stride"] ** len(cae["widths"]) != aae["stride"] ** len(aae["widths"]):
+            raise ParamsError(f"recovery.aae.{v}: stride**depth must equal the CAE's so the latent lengths match")
+        if aae["init_from_cae"] and [aae[k] for k in ("widths", "kernel", "stride")] != \
+                [cae[k] for k in ("widths", "kernel", "stride")]:
+            raise ParamsError(f"recovery.aae.{v}.init_from_cae: needs widths, kernel and stride equal to the CAE's")
+    for name, spec in params["evaluate"]["defences"].items():
+        if "variant" in spec and spec["variant"] not in rec["variants"]:
+            raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
+                              f"{rec['variants']}")
 
 
 def load(path: str | Path = "params.yaml") -> dict:

@@ -34,6 +34,37 @@ def scale_milestones(milestones: Iterable[int], reference_epochs: int, epochs: i
     return sorted({max(1, round(m * epochs / reference_epochs)) for m in milestones})
 
 
+def optimizer(parameters, cfg: dict) -> torch.optim.Optimizer:
+    """SGD with momentum (001 Sec. IV-C) or Adam, from a params ``optimisation`` block."""
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def step_schedule(opt: torch.optim.Optimizer, cfg: dict) -> torch.optim.lr_scheduler.MultiStepLR:
+    """lr x ``lr_gamma`` at ``lr_milestones`` (given for ``lr_reference_epochs``, scaled to ``epochs``)."""
+    milestones = [m for m in scale_milestones(cfg["lr_milestones"], cfg["lr_reference_epochs"], cfg["epochs"])
+                  if m < cfg["epochs"]]
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=cfg["lr_gamma"])
+
+
+def run_epoch(step: Callable[[torch.Tensor], dict], data: torch.Tensor, batch_size: int, gen: torch.Generator,
+              device, opt: torch.optim.Optimizer) -> dict:
+    """One pass over ``data`` in batches shuffled by ``gen``: ``step(batch) -> {term: tensor}`` with
+    the total under ``loss``, one optimiser step each; returns the mean of every term."""
+    sums: dict = {}
+    order = torch.randperm(len(data), generator=gen)
+    for s in range(0, len(data), batch_size):
+        idx = order[s:s + batch_size]
+        terms = step(data[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+    return {k: v / len(data) for k, v in sums.items()}
+
+
 def check_finite(losses: dict, epoch: int, what: str) -> None:
     """Raise :class:`NonFiniteLoss` naming the first NaN or infinite term."""
     for term, value in losses.items():

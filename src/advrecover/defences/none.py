@@ -1,0 +1,15 @@
+"""The baseline row: no defence, the input unchanged."""
+
+from __future__ import annotations
+
+from . import Defence, register
+
+
+class NoDefence(Defence):
+    def recover(self, x):
+        return x
+
+
+@register("none")
+def build(models_dir, train_set):
+    return NoDefence()

@@ -1,0 +1,128 @@
+"""The 1-D convolutional VAEs of 001 Sec. III (CAE and AAE share this module).
+
+An image becomes a sequence before the 1-D convolutions. 001 does not say how, so the layout
+is a parameter (METHODS section 3, Decision):
+  ``pixels``  channels = 3, length = H*W (row-major),
+  ``rows``    channels = 3*W, length = H,
+  ``patches`` channels = 3*p*p, length = (H/p)*(W/p) non-overlapping p x p patches.
+``widths`` are the encoder's conv channel counts, the last one being the latent's channels
+(001 CAE: 512, 256, 128, 64); the decoder mirrors them back to the layout's channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Layout(nn.Module):
+    """Image (N, 3, H, W) <-> sequence (N, C, L)."""
+
+    def __init__(self, kind: str, image_size: int, patch: int = 4):
+        super().__init__()
+        if kind not in ("pixels", "rows", "patches"):
+            raise ValueError(f"layout must be pixels, rows or patches, got {kind!r}")
+        if kind == "patches" and image_size % patch:
+            raise ValueError(f"layout patches: image size {image_size} is not a multiple of patch {patch}")
+        self.kind, self.size, self.patch = kind, image_size, patch
+        self.channels, self.length = {"pixels": (3, image_size ** 2), "rows": (3 * image_size, image_size),
+                                      "patches": (3 * patch ** 2, (image_size // patch) ** 2)}[kind]
+
+    def to_seq(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.kind == "pixels":
+            return x.reshape(n, 3, -1)
+        if self.kind == "rows":
+            return x.permute(0, 1, 3, 2).reshape(n, 3 * self.size, self.size)
+        return F.unfold(x, self.patch, stride=self.patch)
+
+    def to_image(self, s: torch.Tensor) -> torch.Tensor:
+        n = s.shape[0]
+        if self.kind == "pixels":
+            return s.reshape(n, 3, self.size, self.size)
+        if self.kind == "rows":
+            return s.reshape(n, 3, self.size, self.size).permute(0, 1, 3, 2)
+        return F.fold(s, (self.size, self.size), self.patch, stride=self.patch)
+
+
+def _stack(channels: list[int], kernel: int, stride: int, transpose: bool, last_act: bool) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(channels[:-1], channels[1:])):
+        if transpose and stride > 1:
+            layers.append(nn.ConvTranspose1d(a, b, kernel, stride, padding=kernel // 2, output_padding=stride - 1))
+        else:
+            layers.append(nn.Conv1d(a, b, kernel, 1 if transpose else stride, padding=kernel // 2))
+        if i < len(channels) - 2 or last_act:
+            layers.append(nn.LeakyReLU(0.2))
+    return nn.Sequential(*layers)
+
+
+class ConvVAE(nn.Module):
+    """Encoder: len(widths) conv layers ending in mean and log-variance of a ``widths[-1]``-channel
+    latent; decoder: len(widths) conv layers back to the image, sigmoid output in [0, 1]."""
+
+    def __init__(self, image_size: int, layout: str, patch: int, widths: list[int], kernel: int, stride: int = 1):
+        super().__init__()
+        self.layout = Layout(layout, image_size, patch)
+        self.layout_config = {"layout": layout, "patch": patch}
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (same-length padding), got {kernel}")
+        if self.layout.length % stride ** len(widths):
+            raise ValueError(f"sequence length {self.layout.length} is not divisible by stride**depth "
+                             f"= {stride ** len(widths)}")
+        c = self.layout.channels
+        self.encoder = _stack([c, *widths[:-1]], kernel, stride, False, True)
+        self.head = nn.Conv1d(widths[-2] if len(widths) > 1 else c, 2 * widths[-1], kernel,
+                              stride, padding=kernel // 2)
+        self.decoder = _stack([*reversed(widths), c], kernel, stride, True, False)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image -> (mu, logvar) of the latent sequence."""
+        mu, logvar = self.head(self.encoder(self.layout.to_seq(x))).chunk(2, dim=1)
+        return mu, logvar.clamp(-30, 20)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layout.to_image(torch.sigmoid(self.decoder(z)))
+
+    @staticmethod
+    def sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Reparametrised draw z = mu + sigma * eps (Kingma & Welling); the mean in eval mode."""
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encode(x)
+        return self.decode(mu)
+
+
+def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a - b||_2^2 of 001 eq. (1) and (6), as the mean over elements (PyTorch's MSELoss): with
+    per-image sums the paper's SGD learning rate (0.03) diverges in the first epoch."""
+    return (a - b).pow(2).mean()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) of 001 eq. (1) and (5), per latent element, averaged."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
+
+
+def save(path, model: ConvVAE, cfg: dict, image_size: int) -> None:
+    """A self-describing checkpoint: the architecture settings and the weights."""
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"config": {k: cfg[k] for k in ("layout", "patch", "widths", "kernel", "stride")},
+                    "image_size": image_size, "state_dict": model.state_dict()}, tmp)
+
+
+def load(path) -> ConvVAE:
+    """A model written by :func:`save`, in eval mode."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = build(state["config"], state["image_size"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+def build(cfg: dict, image_size: int) -> ConvVAE:
+    """A ConvVAE from a ``cae``/``aae`` params section (shared ``layout``/``patch``/``kernel``)."""
+    return ConvVAE(image_size, cfg["layout"], cfg["patch"], cfg["widths"], cfg["kernel"], cfg["stride"])

@@ -1,0 +1,169 @@
+"""Stage ``evaluate``: every defence against every test column (clean and each attack), in the two
+protocols of 001 Sec. IV (METHODS section 1):
+
+* seen (Table II): a per-attack defence uses the model trained on the column's attack; a
+  ``<defence> (mixed)`` row uses the one trained on the mixed set;
+* unseen (Table III): it uses the model trained on another attack, drawn with the seed.
+
+The Clean column of a per-attack defence averages its figures on clean images over the
+models its attack columns use. Average = mean over Clean and the attack columns (001's "Avr").
+Writes results/<protocol>.csv (one row per cell, every metric of METHODS section 7),
+results/<protocol>.md (tables shaped like 001 Table II/III) and metrics/evaluate.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import defences as defence_registry
+from .. import metrics as M
+from ..data.adversarial import read_adversarial
+from ..data.pools import read_pool
+from ..io import atomic_path, sha256_file, write_json
+from ..models import victim as victims
+
+log = logging.getLogger(__name__)
+CLEAN, AVERAGE = "clean", "average"
+TITLES = {"accuracy": "Victim accuracy on recovered images (%)",
+          "recovery_rate": "Recovery rate: correct after recovery among correct when clean (%)",
+          "recovery_ratio": "Recovery ratio: pixels within tau of the clean image (%)",
+          "psnr": "PSNR of the recovered to the clean image (dB)",
+          "ssim": "SSIM of the recovered to the clean image",
+          "psnr_to_input": "PSNR of the recovered image to the defence's input (dB; high = identity map)"}
+
+
+def unseen_pairs(columns: list[str], train_on: list[str], seed: int) -> dict[str, str]:
+    """For each attack column, a training set drawn (seeded, per column) from the *other* attacks."""
+    pairs = {}
+    for column in columns:
+        others = [t for t in train_on if t != column]
+        if not others:
+            raise ValueError(f"unseen protocol: no training attack other than {column!r} in recovery.train_on")
+        rng = np.random.default_rng([seed, *column.encode()])
+        pairs[column] = others[int(rng.integers(len(others)))]
+    return pairs
+
+
+@torch.no_grad()
+def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, labels: np.ndarray,
+                  pred_clean: np.ndarray, tau: float, batch_size: int, device) -> dict:
+    """Recover ``inputs`` (N, 3, H, W) with ``defence`` and score them against ``clean``."""
+    preds, pixels = [], []
+    for s in range(0, len(inputs), batch_size):
+        x_in = inputs[s:s + batch_size].to(device)
+        rec = defence.recover(x_in).clamp(0, 1)
+        preds.append(victim(rec).argmax(1).cpu().numpy())
+        nhwc = [t.permute(0, 2, 3, 1).cpu().numpy() for t in (clean[s:s + batch_size], x_in, rec)]
+        pixels.append(M.per_image(*nhwc, tau))
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    joined = {k: np.concatenate([p[k] for p in pixels]) for k in M.PIXEL_FIELDS} if pixels else \
+        {k: np.zeros(0) for k in M.PIXEL_FIELDS}
+    return M.aggregate(labels, pred_clean, pred, joined)
+
+
+def _mean(cells: list[dict]) -> dict:
+    return {k: float(np.mean([c[k] for c in cells])) for k in cells[0]}
+
+
+def table_rows(protocol: str, defences: dict, columns: list[str], train_on: list[str], seed: int, cell) -> list[dict]:
+    """The long-format rows of one protocol; ``cell(defence name, train set or None, column) -> metrics``."""
+    rows = []
+    pairs = unseen_pairs(columns, train_on, seed) if protocol == "unseen" else None
+
+    def add(row_name, column, train_sets, values):
+        rows.append({"protocol": protocol, "defence": row_name, "column": column,
+                     "train_set": "+".join(train_sets) if train_sets else "", **values})
+
+    for name, spec in defences.items():
+        if not defence_registry.trained_on_attack(spec):
+            for column in [CLEAN, *columns]:
+                add(name, column, [], cell(name, None, column))
+            continue
+        if protocol == "seen":
+            plan = {c: c for c in columns if c in train_on}
+            skipped = [c for c in columns if c not in train_on]
+            if skipped:
+                log.warning("seen protocol: no AAE trained on %s (recovery.train_on); cells left empty", skipped)
+        else:
+            plan = pairs
+        if plan:
+            sets = list(plan.values())
+            add(name, CLEAN, sorted(set(sets)), _mean([cell(name, t, CLEAN) for t in sets]))
+        for column, t in plan.items():
+            add(name, column, [t], cell(name, t, column))
+        if protocol == "seen":
+            for column in [CLEAN, *columns]:
+                add(f"{name} (mixed)", column, ["mixed"], cell(name, "mixed", column))
+    return rows
+
+
+def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
+    """One 001-style table per metric: rows = defences, columns = Clean, the attacks, Average."""
+    order = [CLEAN, *columns]
+    parts = [f"# {title}\n"]
+    for field, caption in TITLES.items():
+        wide = frame.pivot(index="defence", columns="column", values=field)
+        wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+        wide = wide.reindex(index=list(dict.fromkeys(frame["defence"])))
+        wide[AVERAGE] = wide[order[:1] + [c for c in order[1:] if c in wide.columns]].mean(axis=1)
+        scale = 100 if field in ("accuracy", "recovery_rate", "recovery_ratio") else 1
+        wide.columns = ["Clean" if c == CLEAN else ("Average" if c == AVERAGE else c) for c in wide.columns]
+        fmt = ".3f" if field == "ssim" else ".1f"
+        parts.append(f"## {caption}\n\n{(wide * scale).to_markdown(floatfmt=fmt)}\n")
+    return "\n".join(parts)
+
+
+def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
+        victim_path: str | Path, victim_cfg: dict, models_dir: str | Path, tau: float, batch_size: int, seed: int,
+        device, results_dir: str | Path, metrics_path: str | Path) -> dict:
+    """Evaluate every defence on every column; write the results and metrics files."""
+    defence_registry.check(defences)
+    pool = read_pool(pool_path)
+    if not pool.labelled:
+        raise ValueError(f"{pool_path}: the evaluated pool needs labels (accuracy is measured against them)")
+    labels = pool.labels
+    victim_checksum = sha256_file(victim_path)
+    victim = victims.load(victim_path, victim_cfg).to(device).eval()
+    clean = torch.from_numpy(pool.images).permute(0, 3, 1, 2).float().div(255)
+    inputs = {CLEAN: clean}
+    for a in columns:
+        s = read_adversarial(Path(adversarial_dir) / f"{a}.h5", victim_checksum, pool.attrs["checksum"])
+        if not np.array_equal(s.pool_index, np.arange(len(labels))):
+            raise ValueError(f"{adversarial_dir}/{a}.h5: does not hold the whole pool in order; re-run its attack stages")
+        inputs[a] = torch.from_numpy(s.float_images).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        pred_clean = np.concatenate([victim(clean[s:s + batch_size].to(device)).argmax(1).cpu().numpy()
+                                     for s in range(0, len(clean), batch_size)]) if len(clean) else labels
+
+    built, cache = {}, {}
+
+    def cell(name, train_set, column):
+        if (name, train_set, column) not in cache:
+            if (name, train_set) not in built:
+                built[name, train_set] = defence_registry.build(defences[name], models_dir, train_set).to(device)
+            cache[name, train_set, column] = evaluate_cell(built[name, train_set], victim, clean, inputs[column],
+                                                           labels, pred_clean, tau, batch_size, device)
+            log.info("%s [%s] on %s: accuracy %.3f", name, train_set, column, cache[name, train_set, column]["accuracy"])
+        return cache[name, train_set, column]
+
+    results_dir = Path(results_dir)
+    summary = {}
+    for protocol in ("seen", "unseen"):
+        frame = pd.DataFrame(table_rows(protocol, defences, columns, train_on, seed, cell))
+        with atomic_path(results_dir / f"{protocol}.csv") as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6f")
+        title = {"seen": "Seen attacks (the AAE trained on the column's attack; 001 Table II)",
+                 "unseen": "Unseen attacks (the AAE trained on another attack, drawn with the seed; 001 Table III)"}
+        with atomic_path(results_dir / f"{protocol}.md") as tmp:
+            tmp.write_text(markdown(frame, columns, title[protocol]))
+        summary[protocol] = {
+            d: {**{r["column"]: round(r["accuracy"], 6) for _, r in g.iterrows()},
+                AVERAGE: round(float(g["accuracy"].mean()), 6)}
+            for d, g in frame.groupby("defence", sort=False)}
+    write_json(metrics_path, {"accuracy": summary})
+    return summary

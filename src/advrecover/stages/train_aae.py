@@ -1,0 +1,131 @@
+"""Stages ``train_aae`` and ``train_aae_mixed``: the adversarial-image VAE (AAE) of 001 Sec. III-C.
+
+With the CAE frozen, for a batch X_A of adversarial images (001 eq. (2)-(6)):
+  Z_A = E_AAE(X_A) (reparametrised draw),  X~_C = D_CAE(Z_A),  Z^_A = E_CAE(X~_C) (its mean),
+  X^_A = D_AAE(Z^_A),
+  L_AAE = lambda2 * KL_AAE + ||X_A - X^_A||^2 + ||Z_A - Z^_A||^2,
+with only ||X_A - X^_A||^2 during the warm-up (001: the first 300 of 1500 epochs).
+Two named deviations, both off in the faithful variant: ``anchor`` adds
+anchor * ||D_CAE(Z_A) - X_A||^2 (eq. (6) alone does not tie the recovery D_CAE(Z_A) to the
+input, METHODS section 3 Caution), and ``init_from_cae`` starts the AAE from the CAE's weights.
+Only images are read: labels never reach either model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import training
+from ..data.adversarial import read_adversarial, read_attrs
+from ..io import sha256_file, write_json
+from ..models import autoencoder as ae
+
+log = logging.getLogger(__name__)
+
+
+def cycle(cae: ae.ConvVAE, aae: ae.ConvVAE, x_a: torch.Tensor) -> dict:
+    """The tensors of eq. (2)-(4) for one batch."""
+    mu, logvar = aae.encode(x_a)
+    z_a = aae.sample(mu, logvar)
+    x_c = cae.decode(z_a)
+    z_hat, _ = cae.encode(x_c)
+    return {"mu": mu, "logvar": logvar, "z_a": z_a, "x_c": x_c, "z_hat": z_hat, "x_hat": aae.decode(z_hat)}
+
+
+def aae_loss(x_a: torch.Tensor, t: dict, lambda2: float, anchor: float, warmup: bool) -> dict:
+    """The terms of eq. (5)-(6) (plus the optional anchor) and their weighted sum ``loss``."""
+    terms = {"x_a": ae.sse(t["x_hat"], x_a), "z_a": ae.sse(t["z_a"], t["z_hat"]),
+             "kl": ae.kl_divergence(t["mu"], t["logvar"]), "anchor": ae.sse(t["x_c"], x_a)}
+    loss = terms["x_a"] + anchor * terms["anchor"]
+    if not warmup:
+        loss = loss + lambda2 * terms["kl"] + terms["z_a"]
+    return {"loss": loss, **terms}
+
+
+def training_images(sets: dict[str, Path], train_set: str, seed: int, pool_checksum: str | None = None,
+                    ) -> tuple[torch.Tensor, str]:
+    """The adversarial images of ``train_set`` (an attack name, or ``mixed``: every pool image in the
+    version of one attack drawn at random with ``seed``), and the checksums they were read under."""
+    names = sorted(sets) if train_set == "mixed" else [train_set]
+    read = {name: read_adversarial(sets[name], pool_checksum=pool_checksum) for name in names}
+    victims = {s.attrs["victim_checksum"] for s in read.values()}
+    if len(victims) > 1:
+        raise ValueError(f"the sets {names} were made against different victims; re-run their attack stages")
+    index = read[names[0]].pool_index
+    for name, s in read.items():
+        if not np.array_equal(s.pool_index, index):
+            raise ValueError(f"{sets[name]}: holds other pool images than {sets[names[0]]}; re-run its attack stage")
+    if train_set == "mixed":
+        choice = np.random.default_rng([seed, len(names)]).integers(0, len(names), len(index))
+        images = np.stack([read[names[c]].float_images[i] for i, c in enumerate(choice)]) if len(index) else \
+            read[names[0]].float_images
+    else:
+        images = read[names[0]].float_images
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous(), victims.pop()
+
+
+def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: dict, layout: dict, seed: int, device, history_path,
+          checkpoint_path, config_key: str = "", progress: bool = True) -> ae.ConvVAE:
+    """Fit an AAE to adversarial ``images`` with ``cae`` frozen; the CAE's weights are checked unchanged."""
+    torch.manual_seed(seed)
+    cae = cae.to(device).eval().requires_grad_(False)
+    before = {k: v.clone() for k, v in cae.state_dict().items()}
+    model = ae.build({**cfg, **layout}, images.shape[-1]).to(device)
+    if cfg["init_from_cae"]:
+        model.load_state_dict(cae.state_dict())
+    opt = training.optimizer(model.parameters(), cfg)
+    sched = training.step_schedule(opt, cfg)
+    warmup_epochs = round(cfg["warmup"] * cfg["epochs"])
+
+    def epoch_step(epoch, gen):
+        model.train()
+        warm = epoch <= warmup_epochs
+        return training.run_epoch(lambda x: aae_loss(x, cycle(cae, model, x), cfg["lambda2"], cfg["anchor"], warm),
+                                  images, cfg["batch_size"], gen, device, opt)
+
+    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+                 "train_aae", progress=progress)
+    after = cae.state_dict()
+    if any(not torch.equal(before[k], after[k]) for k in before):
+        raise RuntimeError("the CAE changed during AAE training; it must stay frozen")
+    return model.eval()
+
+
+@torch.no_grad()
+def recovery_psnr(cae: ae.ConvVAE, aae: ae.ConvVAE, images: torch.Tensor, device, batch_size: int = 256) -> float:
+    """Mean PSNR (dB) between D_CAE(E_AAE(x)) and its input x."""
+    values = []
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size].to(device)
+        mse = (cae.decode(aae.encode(x)[0]) - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        values.append(-10 * mse.log10())
+    return float(torch.cat(values).mean()) if values else float("nan")
+
+
+def run(cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
+        device, model_path: str | Path, history_path: str | Path, metrics_path: str | Path,
+        progress: bool = True) -> dict:
+    """Train the AAE on the aae pool's adversarial set(s) against the frozen CAE at ``cae_path``."""
+    pool_checksum = read_attrs(pool_path)["checksum"]
+    images, victim_checksum = training_images(sets, train_set, seed, pool_checksum)
+    if not len(images):
+        raise ValueError(f"the {train_set} training set is empty (sample.pools.aae.n)")
+    cae = ae.load(cae_path)
+    layout = {k: cae.layout_config[k] for k in ("layout", "patch")}
+    key = hashlib.sha256(json.dumps([cfg, train_set, seed, sha256_file(cae_path), pool_checksum, victim_checksum],
+                                    sort_keys=True).encode()).hexdigest()
+    model = train(cae, images, cfg, layout, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
+                  progress)
+    ae.save(model_path, model.cpu(), {**cfg, **layout}, images.shape[-1])
+    metrics = {"train_set": train_set, "n": len(images),
+               "psnr_recovery_to_input": round(recovery_psnr(cae.cpu(), model, images, "cpu"), 4)}
+    write_json(metrics_path, metrics)
+    log.info("AAE on %s: %d images, PSNR of D_CAE(E_AAE(x)) to x %.2f dB", train_set, len(images),
+             metrics["psnr_recovery_to_input"])
+    return metrics

@@ -1,0 +1,78 @@
+"""Stage ``train_cae``: the clean-image VAE (CAE) of 001 Sec. III-B on the unlabelled ``cae`` pool.
+
+Loss (001 eq. (1)): L_CAE = ||X_S - X^_S||^2 + lambda1 * KL(q(Z_S | X_S) || N(0, I)), with the
+decoder fed a reparametrised draw of the latent. Only images are read: the pool's labels, if
+it has any, never reach the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from .. import training
+from ..data.pools import read_pool
+from ..data.tensors import to_tensor
+from ..io import write_json
+from ..models import autoencoder as ae
+
+log = logging.getLogger(__name__)
+
+
+def cae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             lambda1: float) -> dict:
+    """The terms of eq. (1) and their weighted sum ``loss``."""
+    recon, kl = ae.sse(x_hat, x), ae.kl_divergence(mu, logvar)
+    return {"loss": recon + lambda1 * kl, "recon": recon, "kl": kl}
+
+
+def train(images: torch.Tensor, cfg: dict, seed: int, device, history_path, checkpoint_path, config_key: str = "",
+          progress: bool = True) -> ae.ConvVAE:
+    """Fit a CAE to ``images`` (N, 3, H, W in [0, 1]) through :func:`training.fit`."""
+    torch.manual_seed(seed)
+    model = ae.build(cfg, images.shape[-1]).to(device)
+    opt = training.optimizer(model.parameters(), cfg)
+    sched = training.step_schedule(opt, cfg)
+
+    def step(x):
+        mu, logvar = model.encode(x)
+        return cae_loss(x, model.decode(model.sample(mu, logvar)), mu, logvar, cfg["lambda1"])
+
+    def epoch_step(epoch, gen):
+        model.train()
+        return training.run_epoch(step, images, cfg["batch_size"], gen, device, opt)
+
+    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+                 "train_cae", progress=progress)
+    return model.eval()
+
+
+@torch.no_grad()
+def psnr(model: ae.ConvVAE, images: torch.Tensor, device, batch_size: int = 256) -> float:
+    """Mean PSNR (dB) of the model's reconstructions (latent mean) of ``images``."""
+    values = []
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size].to(device)
+        mse = (model(x) - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        values.append(-10 * mse.log10())
+    return float(torch.cat(values).mean())
+
+
+def run(cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
+        metrics_path: str | Path, progress: bool = True) -> dict:
+    """Train the CAE on the pool's images; write the model, the per-epoch history and metrics."""
+    pool = read_pool(pool_path)
+    if not len(pool.images):
+        raise ValueError(f"{pool_path}: the cae pool is empty (sample.pools.cae.n)")
+    images = to_tensor(pool.images)
+    key = hashlib.sha256(json.dumps([cfg, seed, pool.attrs["checksum"]], sort_keys=True).encode()).hexdigest()
+    model = train(images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key, progress)
+    ae.save(model_path, model.cpu(), cfg, images.shape[-1])
+    metrics = {"n": len(images), "psnr_train": round(psnr(model, images, "cpu"), 4)}
+    write_json(metrics_path, metrics)
+    log.info("CAE: %d images, reconstruction PSNR %.2f dB", len(images), metrics["psnr_train"])
+    return metrics
