@@ -123,8 +123,9 @@ def test_each_stage_lists_the_source_files_it_runs():
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
+        module = stage["cmd"].split()[1]  # `advrecover <stage module> ...`
         code = ("import sys, advrecover.stages.%s; print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() "
-                "if n.startswith('advrecover') and getattr(m, '__file__', None))))" % name)
+                "if n.startswith('advrecover') and getattr(m, '__file__', None))))" % module)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         src = REPO / "src" / "advrecover"
         used = {str(p.relative_to(src)) for p in map(Path, out.split())} - PLUMBING

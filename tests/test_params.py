@@ -63,3 +63,26 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     assert res.returncode != 0
     for text in expected:
         assert text in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["recovery"]["train_on"].append("nope"), "recovery.train_on: ['nope'] are not in attack.run"),
+    (lambda p: p["recovery"]["variants"].append("other"), "recovery.cae.other: missing"),
+    (lambda p: p["recovery"]["aae"]["default"].__setitem__("widths", [8, 5]), "must end in the CAE's latent channels"),
+    (lambda p: p["recovery"]["aae"]["default"].update(widths=[8, 4], kernel=5), "init_from_cae: needs widths"),
+    (lambda p: p["recovery"]["cae"]["default"].__setitem__("patch", 3), "does not divide sample.image_size"),
+    (lambda p: p["attack"].__setitem__("pools", ["test"]), "attack.pools: must include 'aae'"),
+    (lambda p: p["evaluate"]["defences"]["cae_aae"].__setitem__("variant", "x"), "evaluate.defences.cae_aae.variant"),
+])
+def test_recovery_cross_checks_name_the_key(params, edit, message):
+    edit(params)
+    with pytest.raises(params_mod.ParamsError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        params_mod.cross_check(params)
+
+
+def test_cli_refuses_an_unknown_defence_method(tmp_path, params, capsys):
+    params["evaluate"]["defences"]["cae_aae"]["method"] = "magic"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = main(["evaluate", "--params", str(tmp_path / "params.yaml"), "--pool", "p", "--adversarial", "a",
+                 "--victim", "v", "--models", "m", "--results", str(tmp_path / "r"), "--metrics", "m.json"])
+    assert code == 2 and "evaluate.defences.cae_aae.method: unknown defence 'magic'" in capsys.readouterr().err
