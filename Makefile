@@ -13,7 +13,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test dry-run lint bench clean
+.PHONY: install run test dry-run lint bench clean ablation-lambda ablation-depth
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,23 @@ run: install
 	snakemake --cores $(CORES)
 	dvc metrics show metrics/victim.json
 	dvc metrics show metrics/attack
+	@cat results/seen.md results/unseen.md
+
+# Ablations of 001 Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
+# one queued experiment per setting, run one after another; `dvc exp show` then has one row each.
+ABLATE = dvc exp run --queue
+ablation-lambda: install
+	$(ABLATE) -S 'recovery.cae.default.lambda1=choice(0.0001,0.001,0.01,0.1)' \
+	          -S 'recovery.aae.default.lambda2=choice(0.0001,0.001,0.01,0.1)'
+	dvc queue start --jobs 1
+	python -m advrecover.ablation wait results/ablation-lambda.csv recovery.cae.default.lambda1 recovery.aae.default.lambda2
+
+ablation-depth: install
+	$(ABLATE) -S 'recovery.cae.default.widths=choice([128,64,8],[128,64,32,8],[128,64,64,32,8],[128,64,64,64,32,8])' \
+	          -S 'recovery.aae.default.widths=choice([128,64,8],[128,64,64,32,8],[128,64,64,64,64,32,8])' \
+	          -S 'recovery.aae.default.init_from_cae=false'
+	dvc queue start --jobs 1
+	python -m advrecover.ablation wait results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
 
 test: install
 	pytest $(PYTEST_ARGS)
@@ -41,4 +58,4 @@ bench: install
 	python benchmarks/pipeline.py
 
 clean:
-	rm -rf data/pools models logs .snakemake metrics/*.json metrics/*.csv
+	rm -rf data/pools data/adversarial models logs .snakemake metrics/*.json metrics/*.csv metrics/attack metrics/train results

@@ -150,3 +150,44 @@ def test_runners_still_agree_after_the_reruns(workspaces):
     snake, dvc = workspaces
     for rel in all_outputs(snake):
         assert same_output(snake / rel, dvc / rel), rel
+
+
+def test_evaluation_tables_and_the_no_defence_row(workspaces):
+    """The tables exist in 001's shape, and the identity defence reproduces the attack sets' own figures."""
+    import json
+
+    import pandas as pd
+
+    from advrecover.data.adversarial import read_adversarial
+
+    _, ws = workspaces
+    for protocol in ("seen", "unseen"):
+        text = (ws / f"results/{protocol}.md").read_text()
+        assert "| defence" in text and "Clean" in text and "Average" in text
+        frame = pd.read_csv(ws / f"results/{protocol}.csv")
+        assert {"accuracy", "recovery_rate", "recovery_ratio", "psnr", "ssim", "psnr_to_input"} <= set(frame.columns)
+        rows = {"none", "cae_aae"} | ({"cae_aae (mixed)"} if protocol == "seen" else set())
+        assert set(frame["defence"]) == rows
+        assert set(frame["column"]) == {"clean", "fgsm", "pgd_8"}
+    unseen = pd.read_csv(ws / "results/unseen.csv")
+    cells = unseen[(unseen["defence"] == "cae_aae") & (unseen["column"] != "clean")]
+    assert (cells["train_set"] != cells["column"]).all()
+    accuracy = json.loads((ws / "metrics/evaluate.json").read_text())["accuracy"]
+    s = read_adversarial(ws / "data/adversarial/test/pgd_8.h5")
+    assert accuracy["seen"]["none"]["pgd_8"] == pytest.approx((s.pred_adv == s.label).mean(), abs=1e-6)
+    victim = json.loads((ws / "metrics/victim.json").read_text())["accuracy"]["test"]
+    assert accuracy["seen"]["none"]["clean"] == pytest.approx(victim, abs=1e-6)
+
+
+def test_ablation_writes_one_row_per_setting(workspaces, tmp_path):
+    """`make ablation-*` in small: queued DVC experiments over a grid, collected one row each."""
+    _, ws = workspaces
+    sh(["dvc", "exp", "run", "--queue", "-S", "recovery.cae.default.lambda1=choice(0.001,0.1)"], ws)
+    sh(["dvc", "exp", "run", "--run-all"], ws, timeout=900)
+    out = tmp_path / "ablation.csv"
+    sh(["python", "-m", "advrecover.ablation", str(out), "recovery.cae.default.lambda1"], ws)
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert sorted(table["recovery.cae.default.lambda1"]) == [0.001, 0.1]
+    assert "seen.cae_aae.average" in table.columns and table["seen.cae_aae.average"].between(0, 1).all()
