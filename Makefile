@@ -13,7 +13,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test dry-run lint bench clean ablation-lambda ablation-depth
+.PHONY: install run test dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
 install: $(VENV)/.installed
 
@@ -29,21 +29,37 @@ run: install
 	dvc metrics show metrics/attack
 	@cat results/seen.md results/unseen.md
 
+# Hand-off between the runners (never run both at once on one tree).
+# After a Snakemake run: record every output in dvc.lock (and the DVC cache), so that `dvc status`
+# is clean, `dvc repro` runs nothing, and `make push` can share the results.
+handoff: install
+	dvc commit --force --quiet
+	dvc status
+
+push: handoff
+	dvc push
+
+# After cloning: fetch the shared outputs, then mark them up to date for Snakemake (it compares
+# modification times, which a checkout does not preserve).
+pull: install
+	dvc pull
+	snakemake --touch --cores 1 --quiet
+
 # Ablations of 001 Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
 # one queued experiment per setting, run one after another; `dvc exp show` then has one row each.
 ABLATE = dvc exp run --queue
 ablation-lambda: install
 	$(ABLATE) -S 'recovery.cae.default.lambda1=choice(0.0001,0.001,0.01,0.1)' \
 	          -S 'recovery.aae.default.lambda2=choice(0.0001,0.001,0.01,0.1)'
-	dvc queue start --jobs 1
-	python -m advrecover.ablation wait results/ablation-lambda.csv recovery.cae.default.lambda1 recovery.aae.default.lambda2
+	dvc exp run --run-all
+	python -m advrecover.ablation results/ablation-lambda.csv recovery.cae.default.lambda1 recovery.aae.default.lambda2
 
 ablation-depth: install
 	$(ABLATE) -S 'recovery.cae.default.widths=choice([128,64,8],[128,64,32,8],[128,64,64,32,8],[128,64,64,64,32,8])' \
 	          -S 'recovery.aae.default.widths=choice([128,64,8],[128,64,64,32,8],[128,64,64,64,64,32,8])' \
 	          -S 'recovery.aae.default.init_from_cae=false'
-	dvc queue start --jobs 1
-	python -m advrecover.ablation wait results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
+	dvc exp run --run-all
+	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
 
 test: install
 	pytest $(PYTEST_ARGS)

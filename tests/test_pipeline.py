@@ -29,7 +29,7 @@ def same_output(a, b) -> bool:
         attrs_a = {k: v for k, v in fa.attrs.items() if k not in TIMINGS}
         attrs_b = {k: v for k, v in fb.attrs.items() if k not in TIMINGS}
         return attrs_a.keys() == attrs_b.keys() and all(np.array_equal(attrs_a[k], attrs_b[k]) for k in attrs_a)
-from helpers import copy_repo, sh, snakemake_jobs, tiny_params
+from helpers import BIN, REPO, copy_repo, sh, snakemake_jobs, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +102,125 @@ def test_nothing_reruns_when_nothing_changed(workspaces):
     snake, dvc = workspaces
     assert dvc_ran(dvc) == set()
     assert snakemake_ran(snake) == set()
+
+
+def make(target: str, ws):
+    """A Makefile target in a workspace, with this test run's environment (no reinstall)."""
+    return sh(["make", "-o", "install", "-o", f"{BIN.parent}/.installed", target, f"VENV={BIN.parent}"], ws)
+
+
+def snakemake_plans_nothing(ws) -> bool:
+    out = sh(["snakemake", "-n"], ws)
+    return "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_handoff_after_snakemake_makes_dvc_agree(workspaces):
+    """`make handoff` records a Snakemake run in dvc.lock: DVC then has nothing to do either."""
+    snake, _ = workspaces
+    assert not (snake / "dvc.lock").exists()
+    make("handoff", snake)
+    assert "up to date" in sh(["dvc", "status"], snake).stdout
+    assert dvc_ran(snake) == set()
+    assert snakemake_plans_nothing(snake)
+
+
+@pytest.fixture(scope="module")
+def shared(workspaces, tmp_path_factory):
+    """Clone A (the DVC workspace) pushes to a local-directory remote; clone B is a fresh git clone that pulls."""
+    _, a = workspaces
+    remote = tmp_path_factory.mktemp("remote")
+    sh(["dvc", "remote", "add", "-d", "shared", str(remote)], a)
+    sh(["dvc", "push"], a)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    sh(["git", "add", "-A"], a)
+    sh([*git, "commit", "-qm", "results"], a)
+    b = tmp_path_factory.mktemp("clone") / "b"
+    sh(["git", "clone", "-q", str(a), str(b)], a)
+    make("pull", b)
+    return a, b, remote
+
+
+def test_push_then_pull_recomputes_nothing(shared):
+    a, b, remote = shared
+    assert any(remote.rglob("*")), "the remote holds the cached outputs"
+    assert "up to date" in sh(["dvc", "status"], b).stdout
+    assert dvc_ran(b) == set()
+    assert snakemake_plans_nothing(b)
+    for rel in all_outputs(a):
+        assert same_output(a / rel, b / rel), rel
+
+
+def test_dvc_exp_run_with_set_params_shows_in_metrics_diff(shared):
+    """An attack parameter and a training parameter changed with `dvc exp run -S`."""
+    import json
+
+    _, b, _ = shared
+    sh(["dvc", "exp", "run", "-S", "attack.instances.pgd_8.eps=0.1", "-S", "recovery.aae.default.epochs=3"], b)
+    diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], b).stdout)
+    attack = diff["metrics/attack/test/pgd_8.json"]
+    assert attack["mean_linf"]["new"] > attack["mean_linf"]["old"]
+    assert any(v["diff"] for v in diff["metrics/evaluate.json"].values())
+    params = json.loads(sh(["dvc", "params", "diff", "--json"], b).stdout)["params.yaml"]
+    assert params["recovery.aae.default.epochs"]["new"] == 3
+
+
+def slurm_up(tmp) -> str | None:
+    """Start the one-node SLURM of tests/slurm (root, Debian packages); the reason when it cannot."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "needs root and apt-get to install SLURM"
+    env = {**os.environ, "PIDDIR": str(tmp / "pids")}
+    res = subprocess.run(["bash", str(REPO / "tests/slurm/up.sh")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    return None if res.returncode == 0 else f"SLURM did not start: {(res.stdout + res.stderr)[-600:]}"
+
+
+def slurm_overrides() -> list[str]:
+    """The profile's per-stage resources shrunk to this 2-CPU node, GPU requests kept as they are."""
+    profile = yaml.safe_load((REPO / "slurm/config.yaml").read_text())
+    resources = []
+    for rule, res in profile["set-resources"].items():
+        res = {**res, "mem_mb": 2000, "runtime": 30, "cpus_per_task": 2}
+        resources += [f"{rule}:{k}={v}" for k, v in res.items()]
+    return ["--set-resources", *resources, "--default-resources", "mem_mb=2000", "runtime=30", "cpus_per_task=2",
+            "--slurm-init-seconds-before-status-checks", "2"]
+
+
+@pytest.mark.slow
+def test_snakemake_profile_slurm_runs_every_job_through_sbatch(workspaces, tmp_path):
+    """The tiny DAG with `snakemake --profile slurm` on a real one-node SLURM with a fake GPU."""
+    import subprocess
+
+    snake, _ = workspaces
+    reason = slurm_up(tmp_path)
+    if reason:
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    try:
+        ws = copy_repo(tmp_path / "ws", yaml.safe_load((snake / "params.yaml").read_text()))
+        cmd = ["timeout", "-k", "30", "900", "snakemake", "--profile", "slurm", "--verbose", *slurm_overrides()]
+        out = sh(cmd, ws, timeout=960)
+        text = out.stdout + out.stderr
+    finally:
+        subprocess.run(["bash", str(REPO / "tests/slurm/down.sh")], env={"PIDDIR": str(tmp_path / "pids"),
+                                                                         "PATH": "/usr/bin:/bin"})
+    jobs = snakemake_jobs(text, ws)
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
+    assert len(set(submitted)) == len(jobs) > 0, "every job is its own sbatch submission, with its SLURM job id"
+    gpu_rules = {r for r, res in yaml.safe_load((REPO / "slurm/config.yaml").read_text())["set-resources"].items()
+                 if res.get("gpu")}
+    calls = [line for line in text.splitlines() if "sbatch call:" in line]
+    assert len(calls) == len(jobs)
+    for call in calls:
+        comment = re.search(r"--comment\s+(\S+)", call).group(1).strip("'\"")
+        rule = comment.removeprefix("rule_").split("_wildcards_")[0]
+        assert ("--gpus=1" in call) == (rule in gpu_rules), call
+    assert {"victim", "attack", "train_cae", "train_aae", "evaluate"} <= gpu_rules
+    for rel in all_outputs(snake):
+        assert same_output(snake / rel, ws / rel), rel
 
 
 def test_victim_param_change_reruns_victim_and_dependants_only(workspaces):
