@@ -31,9 +31,11 @@ run: install
 
 # Hand-off between the runners (never run both at once on one tree).
 # After a Snakemake run: record every output in dvc.lock (and the DVC cache), so that `dvc status`
-# is clean, `dvc repro` runs nothing, and `make push` can share the results.
+# is clean, `dvc repro` runs nothing, and `make push` can share the results; `snakemake --touch`
+# then restores the modification-time order that `dvc commit` disturbs.
 handoff: install
 	dvc commit --force --quiet
+	snakemake --touch --cores 1 > /dev/null  # dvc commit rewrites outputs from its cache: new mtimes
 	dvc status
 
 push: handoff
@@ -43,7 +45,7 @@ push: handoff
 # modification times, which a checkout does not preserve).
 pull: install
 	dvc pull
-	snakemake --touch --cores 1 --quiet
+	snakemake --touch --cores 1 > /dev/null
 
 # Ablations of 001 Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
 # one queued experiment per setting, run one after another; `dvc exp show` then has one row each.
