@@ -49,11 +49,11 @@ def test_sigkilled_sample_stage_leaves_only_complete_pools(tmp_path, params):
     out = tmp_path / "pools"
     proc = subprocess.Popen([sys.executable, "-m", "advrecover", "sample", "--params", "params.yaml",
                              "--out", str(out), "--metrics", str(tmp_path / "m.json"), "--quiet", "--workers", "1"],
-                            cwd=tmp_path, env=run_env(REPO), stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, env=run_env(REPO), stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while not (out / "test.h5").exists() and time.time() < deadline:
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job, decoding workers included, as a scheduler kills it
     proc.wait()
     finished = sorted(p.name for p in out.glob("*.h5"))
     assert finished == ["aae.h5", "cae.h5", "test.h5"]  # victim.h5 was still being drawn
