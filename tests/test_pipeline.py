@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from advrecover import dag
+from dvc.repo import Repo
 from advrecover.io import sha256_file
 
 TIMINGS = {"wall_time_s"}  # the only content allowed to differ between two runs
@@ -69,12 +70,6 @@ def dependants(ws, stage: str) -> set[str]:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         node = next(n for n in graph if n.name == stage)
         return {n.name for n in nx.ancestors(graph, node)} | {stage}
-
-
-def edit_params(ws, **victim):
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["victim"].update(victim)
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def touch_code(ws, rel: str):
@@ -159,7 +154,8 @@ def test_dvc_exp_run_with_set_params_shows_in_metrics_diff(shared):
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], b).stdout)
     attack = diff["metrics/attack/test/pgd_8.json"]
     assert attack["mean_linf"]["new"] > attack["mean_linf"]["old"]
-    assert any(v["diff"] for v in diff["metrics/evaluate.json"].values())
+    trained = diff["metrics/train/aae/default/pgd_8.json"]["psnr_recovery_to_input"]
+    assert trained["new"] != trained["old"]
     params = json.loads(sh(["dvc", "params", "diff", "--json"], b).stdout)["params.yaml"]
     assert params["recovery.aae.default.epochs"]["new"] == 3
 
@@ -223,27 +219,30 @@ def test_snakemake_profile_slurm_runs_every_job_through_sbatch(workspaces, tmp_p
         assert same_output(snake / rel, ws / rel), rel
 
 
-def test_victim_param_change_reruns_victim_and_dependants_only(workspaces):
+def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
     snake, dvc = workspaces
-    expected = dependants(dvc, "victim")
-    assert "sample" not in expected
+    with Repo(str(dvc)) as repo:
+        aaes = [s.addressing for s in repo.index.stages if s.addressing.startswith("train_aae")]
+    expected = set().union(*(dependants(dvc, a) for a in aaes))
+    assert expected == set(aaes) | {"evaluate"}
     for ws in workspaces:
-        edit_params(ws, epochs=3)
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        params["recovery"]["aae"]["default"]["epochs"] += 1
+        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert dvc_ran(dvc) == expected
     assert snakemake_ran(snake) == expected
 
 
-def test_editing_victim_code_reruns_victim_and_dependants_only(workspaces):
-    """A real change to the victim's training code (the augmentation's shift range)."""
+def test_editing_evaluation_code_reruns_evaluate_only(workspaces):
+    """A real change to the metrics code (the PSNR reported for identical images)."""
     snake, dvc = workspaces
-    expected = dependants(dvc, "victim")
     for ws in workspaces:
-        path = ws / "src/advrecover/stages/victim.py"
+        path = ws / "src/advrecover/metrics.py"
         code = path.read_text()
-        assert "pad: int = 2" in code
-        path.write_text(code.replace("pad: int = 2", "pad: int = 1"))
-    assert dvc_ran(dvc) == expected
-    assert snakemake_ran(snake) == expected
+        assert "PSNR_CAP = 100.0" in code
+        path.write_text(code.replace("PSNR_CAP = 100.0", "PSNR_CAP = 99.0"))
+    assert dvc_ran(dvc) == {"evaluate"}
+    assert snakemake_ran(snake) == {"evaluate"}
 
 
 def test_editing_sample_code_reruns_sample(workspaces):

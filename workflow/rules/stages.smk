@@ -22,7 +22,7 @@ for stage in STAGES:
             stage.log,
         benchmark:
             stage.benchmark
-        threads: workflow.cores
+        threads: stage_threads()
         wildcard_constraints:
             **stage.wildcard_constraints,
         conda:
