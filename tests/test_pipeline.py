@@ -222,7 +222,7 @@ def test_snakemake_profile_slurm_runs_every_job_through_sbatch(workspaces, tmp_p
 def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
     snake, dvc = workspaces
     with Repo(str(dvc)) as repo:
-        aaes = [s.addressing for s in repo.index.stages if s.addressing.startswith("train_aae")]
+        aaes = [s.name for s in repo.index.stages if s.name.startswith("train_aae")]
     expected = set().union(*(dependants(dvc, a) for a in aaes))
     assert expected == set(aaes) | {"evaluate"}
     for ws in workspaces:
