@@ -106,6 +106,17 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
 
 
+@torch.no_grad()
+def mean_psnr(transform, images: torch.Tensor, device, batch_size: int = 256) -> float:
+    """Mean PSNR (dB) between ``transform(x)`` and ``x`` over ``images``, in batches (NaN if empty)."""
+    values = []
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size].to(device)
+        mse = (transform(x) - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        values.append(-10 * mse.log10())
+    return float(torch.cat(values).mean()) if values else float("nan")
+
+
 def save(path, model: ConvVAE, cfg: dict, image_size: int) -> None:
     """A self-describing checkpoint: the architecture settings and the weights."""
     from ..io import atomic_path

@@ -97,17 +97,6 @@ def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: dict, layout: dict, seed: 
     return model.eval()
 
 
-@torch.no_grad()
-def recovery_psnr(cae: ae.ConvVAE, aae: ae.ConvVAE, images: torch.Tensor, device, batch_size: int = 256) -> float:
-    """Mean PSNR (dB) between D_CAE(E_AAE(x)) and its input x."""
-    values = []
-    for s in range(0, len(images), batch_size):
-        x = images[s:s + batch_size].to(device)
-        mse = (cae.decode(aae.encode(x)[0]) - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-        values.append(-10 * mse.log10())
-    return float(torch.cat(values).mean()) if values else float("nan")
-
-
 def run(cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
         device, model_path: str | Path, history_path: str | Path, metrics_path: str | Path,
         progress: bool = True) -> dict:
@@ -123,8 +112,9 @@ def run(cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path,
     model = train(cae, images, cfg, layout, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
                   progress)
     ae.save(model_path, model.cpu(), {**cfg, **layout}, images.shape[-1])
-    metrics = {"train_set": train_set, "n": len(images),
-               "psnr_recovery_to_input": round(recovery_psnr(cae.cpu(), model, images, "cpu"), 4)}
+    cae = cae.cpu()
+    psnr = ae.mean_psnr(lambda x: cae.decode(model.encode(x)[0]), images, "cpu")
+    metrics = {"train_set": train_set, "n": len(images), "psnr_recovery_to_input": round(psnr, 4)}
     write_json(metrics_path, metrics)
     log.info("AAE on %s: %d images, PSNR of D_CAE(E_AAE(x)) to x %.2f dB", train_set, len(images),
              metrics["psnr_recovery_to_input"])

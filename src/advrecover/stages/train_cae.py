@@ -51,17 +51,6 @@ def train(images: torch.Tensor, cfg: dict, seed: int, device, history_path, chec
     return model.eval()
 
 
-@torch.no_grad()
-def psnr(model: ae.ConvVAE, images: torch.Tensor, device, batch_size: int = 256) -> float:
-    """Mean PSNR (dB) of the model's reconstructions (latent mean) of ``images``."""
-    values = []
-    for s in range(0, len(images), batch_size):
-        x = images[s:s + batch_size].to(device)
-        mse = (model(x) - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-        values.append(-10 * mse.log10())
-    return float(torch.cat(values).mean())
-
-
 def run(cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train the CAE on the pool's images; write the model, the per-epoch history and metrics."""
@@ -72,7 +61,7 @@ def run(cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | P
     key = hashlib.sha256(json.dumps([cfg, seed, pool.attrs["checksum"]], sort_keys=True).encode()).hexdigest()
     model = train(images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key, progress)
     ae.save(model_path, model.cpu(), cfg, images.shape[-1])
-    metrics = {"n": len(images), "psnr_train": round(psnr(model, images, "cpu"), 4)}
+    metrics = {"n": len(images), "psnr_train": round(ae.mean_psnr(model, images, "cpu"), 4)}
     write_json(metrics_path, metrics)
     log.info("CAE: %d images, reconstruction PSNR %.2f dB", len(images), metrics["psnr_train"])
     return metrics
