@@ -17,7 +17,9 @@ import yaml
 
 from advrecover.data import adversarial as adv_format
 from advrecover.data.pools import read_pool
+from advrecover.data.tensors import to_tensor
 from advrecover.io import sha256_file
+from advrecover.models import victim as victims
 from advrecover.stages import attack, attack_merge, sample, victim
 from helpers import REPO, run_env
 
@@ -76,6 +78,33 @@ def test_set_schema_and_attributes(trained, tmp_path):
     assert np.allclose(s.linf, np.abs(s.float_images - clean).reshape(n, -1).max(1), atol=1e-6)
     assert (s.linf <= 8 / 255 + 1e-6).all()
     assert np.array_equal(s.success, s.pred_adv != s.label)
+
+
+@pytest.mark.parametrize("spec", [{"method": "fgsm", "eps": 8 / 255}, PGD], ids=["fgsm", "pgd"])
+def test_recorded_predictions_are_the_victims(trained, tmp_path, monkeypatch, spec):
+    """pred_clean and pred_adv equal the victim's own predictions whether the clean logits are
+    read off the attack (FGSM starts on the clean images) or computed (PGD starts at random),
+    and FGSM pays two forward passes per batch: its gradient step and the stored images."""
+    root, p = trained
+    calls = []
+    load = victims.load
+
+    def counting_load(*args):
+        model = load(*args)
+        model.register_forward_hook(lambda *_: calls.append(1))
+        return model
+
+    monkeypatch.setattr(victims, "load", counting_load)
+    out = tmp_path / "set.h5"
+    generate(trained, out, spec=spec)
+    s = adv_format.read_adversarial(out)
+    model = load(root / "victim.pt", p["victim"])
+    with torch.no_grad():
+        clean = model(to_tensor(read_pool(root / "pools" / "test.h5").images)).argmax(1).numpy()
+        adv = model(torch.from_numpy(s.float_images).permute(0, 3, 1, 2)).argmax(1).numpy()
+    assert np.array_equal(s.pred_clean, clean) and np.array_equal(s.pred_adv, adv)
+    if spec["method"] == "fgsm":
+        assert len(calls) == 2 * -(-len(s.label) // 8)
 
 
 def test_same_seed_same_data(trained, tmp_path):
