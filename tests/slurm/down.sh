@@ -8,3 +8,6 @@ for d in slurmd slurmctld slurmdbd mariadbd munged; do
   for i in $(seq 1 40); do s=$(ps -o stat= -p "$p" 2>/dev/null | cut -c1); [ -z "$s" -o "$s" = Z ] && break; sleep 0.25; done
   rm -f "$f"
 done
+# remove the configuration up.sh wrote: with a slurm.conf naming a stopped controller, every later
+# `snakemake` start waits ~9 s (the slurm executor plugin runs `scontrol show config` on import)
+rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf /etc/slurm/slurmdbd.conf
