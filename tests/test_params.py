@@ -22,6 +22,7 @@ def test_shipped_params_and_paper_free_defaults_are_valid():
     (lambda p: p["sample"]["pools"]["aae"].__setitem__("source", "mnist"), "sample.pools.aae.source"),
     (lambda p: p.__setitem__("device", "gpu0"), "device: 'gpu0' does not match"),
     (lambda p: p.pop("seed"), "seed: required key is missing"),
+    (lambda p: p["attack"].__setitem__("label_pools", ["tset"]), "attack.label_pools.0: 'tset' is not one of"),
 ])
 def test_schema_errors_name_the_key(params, edit, message):
     edit(params)

@@ -47,7 +47,8 @@ def _attack(args, p):
     use_allocated_cpus()
     attack.run(args.attack, a["instances"][args.attack], args.pool, Path(args.pools) / f"{args.pool}.h5", args.victim,
                p["victim"], args.shard, len(a["shards"]), a["batch_size"], a["dtype"], p["seed"], resolve(p["device"]),
-               args.out, compression=a["compression"], progress=not args.quiet)
+               args.out, compression=a["compression"], use_labels=args.pool in a["label_pools"],
+               progress=not args.quiet)
 
 
 def _attack_merge(args, p):

@@ -40,10 +40,11 @@ def trained(tmp_path_factory):
     return root, p
 
 
-def generate(trained, out, spec=PGD, shard=0, n_shards=1, dtype="float32", batch_size=8, pool="test"):
+def generate(trained, out, spec=PGD, shard=0, n_shards=1, dtype="float32", batch_size=8, pool="test",
+             use_labels=True):
     root, p = trained
     return attack.run("pgd", spec, pool, root / "pools" / f"{pool}.h5", root / "victim.pt", p["victim"], shard,
-                      n_shards, batch_size, dtype, 0, torch.device("cpu"), out, progress=False)
+                      n_shards, batch_size, dtype, 0, torch.device("cpu"), out, use_labels=use_labels, progress=False)
 
 
 def datasets(path) -> dict:
@@ -105,6 +106,21 @@ def test_recorded_predictions_are_the_victims(trained, tmp_path, monkeypatch, sp
     assert np.array_equal(s.pred_clean, clean) and np.array_equal(s.pred_adv, adv)
     if spec["method"] == "fgsm":
         assert len(calls) == 2 * -(-len(s.label) // 8)
+
+
+def test_a_pool_outside_the_victims_label_space_is_attacked_away_from_its_prediction(trained, tmp_path):
+    """``use_labels=False`` (a pool not in attack.label_pools, e.g. CIFAR-10 against an ImageNet
+    victim): the target is the victim's clean prediction, whatever the pool's labels say."""
+    root, p = trained
+    generate(trained, tmp_path / "labels.h5")
+    generate(trained, tmp_path / "predictions.h5", use_labels=False)
+    by_label = adv_format.read_adversarial(tmp_path / "labels.h5")
+    by_prediction = adv_format.read_adversarial(tmp_path / "predictions.h5")
+    assert by_label.attrs["target"] == "label" and by_prediction.attrs["target"] == "prediction"
+    assert np.array_equal(by_prediction.label, by_label.label)  # the pool's labels are still recorded
+    assert np.array_equal(by_prediction.success, by_prediction.pred_adv != by_prediction.pred_clean)
+    wrong = by_label.pred_clean != by_label.label  # images the victim gets wrong: the two targets differ
+    assert wrong.any() and not np.array_equal(by_prediction.images[wrong], by_label.images[wrong])
 
 
 def test_same_seed_same_data(trained, tmp_path):

@@ -4,11 +4,12 @@ Datasets (one row per attacked image, chunked per batch, images compressed with 
 ``images`` (N, H, W, 3) in the stored dtype, ``pool_index`` (row in the pool file), ``label``
 (the pool's label, -1 if none), ``pred_clean`` and ``pred_adv`` (the victim's predictions on
 the clean image and on the *stored* adversarial image), ``success`` (pred_adv differs from the
-label, or from pred_clean for unlabelled pools), ``l2`` and ``linf`` (perturbation norms of
-the stored image, pixels in [0, 1]).
+attack's target: the label, or pred_clean where the pool is unlabelled or its labels are not the
+victim's classes), ``l2`` and ``linf`` (perturbation norms of the stored image, pixels in [0, 1]).
 
 Attributes: ``attack`` (instance name), ``method``, ``params`` (JSON), ``pool``,
-``pool_checksum``, ``victim_checksum``, ``seed``, ``dtype``, ``versions`` (JSON), and
+``pool_checksum``, ``victim_checksum``, ``seed``, ``dtype``, ``target`` (``label`` or
+``prediction``: what the attack moved away from), ``versions`` (JSON), and
 ``wall_time_s``. Readers check the two checksums against the current pool and victim.
 
 Stored dtypes: ``float32`` is exact; ``float16`` rounds to 11 significant bits (about 5e-4

@@ -108,13 +108,18 @@ def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype:
 
 def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
-        compression: str = "lzf", progress: bool = True) -> dict:
-    """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters)."""
+        compression: str = "lzf", use_labels: bool = True, progress: bool = True) -> dict:
+    """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters).
+
+    The attack pushes each image away from its pool label when ``use_labels`` (the pool's labels
+    are the victim's classes) and every image has one; otherwise away from the victim's clean
+    prediction (recorded as the ``target`` attribute: ``label`` or ``prediction``)."""
     attacks.check({name: spec})
     out_path = Path(out_path)
     with h5py.File(pool_path, "r") as pool:
         n, size = pool["images"].shape[0], pool["images"].shape[1]
         pool_checksum = pool.attrs["checksum"]
+        labelled = use_labels and bool((pool["labels"][...] >= 0).all())
     victim_checksum = sha256_file(victim_path)
     batches = shard_batches(n, batch_size, shard, n_shards)
     rows = sum(e - s for _, s, e in batches)
@@ -122,7 +127,7 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
     attrs = {"attack": name, "method": spec["method"], "params": {k: v for k, v in spec.items() if k != "method"},
              "pool": pool_name, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum, "seed": seed,
              "dtype": dtype, "compression": compression, "batch_size": batch_size, "shard": shard,
-             "n_shards": n_shards, "versions": versions()}
+             "n_shards": n_shards, "target": "label" if labelled else "prediction", "versions": versions()}
     config_key = hashlib.sha256(json.dumps({k: v for k, v in attrs.items() if k != "versions"},
                                            sort_keys=True).encode()).hexdigest()
     model = victims.load(victim_path, victim_cfg).to(device, memory_format=torch.channels_last)
@@ -142,7 +147,6 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
                 label = pool["labels"][start:end]
                 torch.manual_seed(batch_seed(seed, b))
                 clean_logits.expect(x)
-                labelled = bool((label >= 0).all())
                 if labelled:  # else the target is the victim's clean prediction, needed before the attack
                     y = torch.from_numpy(label).to(device)
                     adv = attack(x, y).detach()
