@@ -9,7 +9,10 @@ Prints, for every attack instance of params.yaml:
     (steps x the time of one batched forward+backward pass of the victim), and to the stage's
     floor: the bound plus the one forward pass on the stored images that pred_adv needs (the
     clean predictions come free from the attack's first pass where it starts on the clean
-    images), which is what a one-step attack such as FGSM can reach at best;
+    images), which is what a one-step attack such as FGSM can reach at best. The unit times
+    are measured right before and right after every stage run and averaged (this machine runs
+    faster after idling than under sustained load, so a bound timed only before would flatter
+    itself); stage rates and ratios are medians over ``--repeats`` runs;
   - peak resident memory of the attack stage on pools of N and 4N images.
 
 Needs the outputs of `make run` (models/victim.pt, data/pools/test.h5).
@@ -20,6 +23,7 @@ Needs the outputs of `make run` (models/victim.pt, data/pools/test.h5).
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +78,11 @@ def forward_time(model, x) -> float:
     return best_sustained(step) / len(x)
 
 
+def unit_times(model, x, y) -> tuple[float, float]:
+    """Seconds per image of one forward+backward pass and of one forward pass."""
+    return forward_backward_time(model, x, y), forward_time(model, x)
+
+
 def evaluate(model, x, y, adv, seconds, n) -> dict:
     with torch.no_grad():
         pred = model(adv).argmax(1)
@@ -123,8 +132,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256, help="images per attack (ours)")
     ap.add_argument("--reference-n", type=int, default=32, help="images for torchattacks' DeepFool and JSMA")
     ap.add_argument("--memory-n", type=int, default=512, help="N for the N vs 4N memory comparison")
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="stage runs per attack; the best counts, as for the bound (this machine's speed drifts)")
+    ap.add_argument("--repeats", type=int, default=3, help="stage runs per attack (medians are printed)")
     ap.add_argument("--attacks", help="comma-separated instances (default: attack.run of the params)")
     ap.add_argument("--parts", default="throughput,reference,memory", help="comma-separated parts to run")
     args = ap.parse_args()
@@ -138,7 +146,7 @@ def main() -> None:
     x = to_tensor(pool.images[:args.n]).to(device).contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(pool.labels[:args.n]).to(device)
     bs = p["attack"]["batch_size"]
-    t_fb, t_f = forward_backward_time(model, x[:bs], y[:bs]), forward_time(model, x[:bs])
+    t_fb, t_f = unit_times(model, x[:bs], y[:bs])
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {bs}, "
           f"forward+backward {1 / t_fb:.0f} img/s, forward {1 / t_f:.0f} img/s, {args.n} images\n")
     print(f"{'attack':10s} {'stage img/s':>11s} {'call img/s':>10s} {'success':>8s} {'L2':>7s} {'Linf':>7s} "
@@ -152,14 +160,21 @@ def main() -> None:
             spec = instances[name]
             adv, seconds = timed(attacks.build(spec, model), x, y)
             r = evaluate(model, x, y, adv, seconds, args.n)
-            stage_rate = max(stage_throughput(name, spec, sub, args.victim, p, device, tmp) for _ in range(args.repeats))
+            bounded = spec["method"] in BOUND
+            runs = []  # (stage img/s, s per image of forward+backward, of forward) per stage run
+            for _ in range(args.repeats):
+                before = unit_times(model, x[:bs], y[:bs]) if bounded else (0.0, 0.0)
+                rate = stage_throughput(name, spec, sub, args.victim, p, device, tmp)
+                after = unit_times(model, x[:bs], y[:bs]) if bounded else (0.0, 0.0)
+                runs.append((rate, (before[0] + after[0]) / 2, (before[1] + after[1]) / 2))
+            stage_rate = statistics.median(rate for rate, _, _ in runs)
             ratios = ""
-            if spec["method"] in BOUND:
+            if bounded:
                 steps = BOUND[spec["method"]](spec)
-                # measured again next to each stage: this machine's speed drifts between attacks
-                t_fb, t_f = forward_backward_time(model, x[:bs], y[:bs]), forward_time(model, x[:bs])
-                bound, floor = 1 / (steps * t_fb), 1 / (steps * t_fb + t_f)
-                ratios = f"{stage_rate / bound:11.2f} {r['img_s'] / bound:10.2f} {stage_rate / floor:11.2f}"
+                to_bound = statistics.median(rate * steps * t_fb for rate, t_fb, _ in runs)
+                to_floor = statistics.median(rate * (steps * t_fb + t_f) for rate, t_fb, t_f in runs)
+                call = r["img_s"] * steps * statistics.median(t_fb for _, t_fb, _ in runs)
+                ratios = f"{to_bound:11.2f} {call:10.2f} {to_floor:11.2f}"
             print(f"{name:10s} {stage_rate:11.1f} {r['img_s']:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
                   f"{r['linf']:7.4f} {ratios}")
 
