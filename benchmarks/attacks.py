@@ -59,28 +59,18 @@ def best_sustained(step, passes: int = 10, groups: int = 3) -> float:
     return min(times)
 
 
-def forward_backward_time(model, x, y) -> float:
-    """Seconds per image of one batched forward+backward pass to the input (what each step costs)."""
-    def step():
+def unit_times(model, x, y) -> tuple[float, float]:
+    """Seconds per image of one batched forward+backward pass to the input (what each attack step
+    costs) and of one batched forward pass without gradients."""
+    def forward_backward():
         xr = x.clone().requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(xr), y)
-        torch.autograd.grad(loss, xr)
+        torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y), xr)
 
-    return best_sustained(step) / len(x)
-
-
-def forward_time(model, x) -> float:
-    """Seconds per image of one batched forward pass without gradients."""
-    def step():
+    def forward():
         with torch.no_grad():
             model(x)
 
-    return best_sustained(step) / len(x)
-
-
-def unit_times(model, x, y) -> tuple[float, float]:
-    """Seconds per image of one forward+backward pass and of one forward pass."""
-    return forward_backward_time(model, x, y), forward_time(model, x)
+    return best_sustained(forward_backward) / len(x), best_sustained(forward) / len(x)
 
 
 def evaluate(model, x, y, adv, seconds, n) -> dict:

@@ -63,7 +63,7 @@ class CleanLogits:
     stage reads the clean predictions off the attack instead of paying another forward pass."""
 
     def __init__(self, model: torch.nn.Module):
-        self.handle = model.register_forward_hook(self._hook)
+        self.model, self.handle = model, model.register_forward_hook(self._hook)
         self.clean, self.logits, self.first = None, None, False
 
     def expect(self, x: torch.Tensor) -> None:
@@ -76,11 +76,11 @@ class CleanLogits:
             if x.shape == self.clean.shape and torch.equal(x, self.clean):
                 self.logits = output.detach()
 
-    def predictions(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The victim's predictions on the clean batch ``x``: captured, or one forward pass."""
+    def predictions(self) -> torch.Tensor:
+        """The victim's predictions on the expected clean batch: captured, or one forward pass."""
         if self.logits is None:
             with torch.no_grad():
-                return model(x).argmax(1)
+                self.logits = self.model(self.clean)
         return self.logits.argmax(1)
 
 
@@ -147,12 +147,12 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
                 label = pool["labels"][start:end]
                 torch.manual_seed(batch_seed(seed, b))
                 clean_logits.expect(x)
-                if labelled:  # else the target is the victim's clean prediction, needed before the attack
+                if labelled:
                     y = torch.from_numpy(label).to(device)
                     adv = attack(x, y).detach()
-                pred_clean = clean_logits.predictions(model, x)
-                if not labelled:
-                    y = pred_clean
+                    pred_clean = clean_logits.predictions()
+                else:  # the target is the victim's clean prediction, needed before the attack
+                    y = pred_clean = clean_logits.predictions()
                     adv = attack(x, y).detach()
                 stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
                 adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).to(device)
