@@ -133,8 +133,9 @@ def main() -> None:
     device = resolve(p["device"])
     model = victims.load(args.victim, p["victim"]).to(device, memory_format=torch.channels_last)
     pool = read_pool(args.pool)
-    x = to_tensor(pool.images[:args.n]).to(device).contiguous(memory_format=torch.channels_last)
-    y = torch.from_numpy(pool.labels[:args.n]).to(device)
+    idx = np.resize(np.arange(len(pool.images)), args.n)  # the pool repeated up to n, as in subset_pool
+    x = to_tensor(pool.images[idx]).to(device).contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(pool.labels[idx]).to(device)
     bs = p["attack"]["batch_size"]
     t_fb, t_f = unit_times(model, x[:bs], y[:bs])
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {bs}, "

@@ -40,12 +40,12 @@ def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
     """Float images in [0, 1] to the stored dtype."""
     if dtype == "uint8":
         return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-    return x.astype(DTYPES[dtype])
+    return x.astype(DTYPES[dtype], copy=False)
 
 
 def dequantize(x: np.ndarray) -> np.ndarray:
-    """Stored images back to float32 in [0, 1]."""
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    """Stored images back to float32 in [0, 1] (float32 ones are returned as they are, not copied)."""
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
 
 
 def create(f: h5py.File, n: int, size: int, dtype: str, chunk: int, compression: str = "lzf") -> None:

@@ -62,7 +62,10 @@ def load_state(path: str | Path, what: str) -> dict:
 
 
 def load(path: str | Path, cfg: dict) -> nn.Module:
-    """The victim written by the ``victim`` stage, in eval mode (its label space read from the state dict)."""
+    """The victim written by the ``victim`` stage, in eval mode and frozen (its label space read from
+    the state dict). Frozen because attacks and defences differentiate through it to their inputs
+    only: an attack that calls ``backward()`` (torchattacks' CW, SSAH) would otherwise also compute
+    and accumulate every weight gradient, which nearly doubled CW's time per step here."""
     state = load_state(path, "victim model")
     if cfg["mode"] in ("train", "checkpoint"):
         model = ResNet(state["fc.weight"].shape[0], cfg["widths"], cfg["blocks"], cfg["stem_stride"])
@@ -71,4 +74,4 @@ def load(path: str | Path, cfg: dict) -> nn.Module:
         if "index" in state:
             model = ClassSubset(model, torch.zeros(len(state["index"]), dtype=torch.long))
     model.load_state_dict(state)
-    return model.eval()
+    return model.eval().requires_grad_(False)
