@@ -9,10 +9,10 @@ Prints, for every attack instance of params.yaml:
     (steps x the time of one batched forward+backward pass of the victim), and to the stage's
     floor: the bound plus the one forward pass on the stored images that pred_adv needs (the
     clean predictions come free from the attack's first pass where it starts on the clean
-    images), which is what a one-step attack such as FGSM can reach at best. The unit times
-    are measured right before and right after every stage run and averaged (this machine runs
-    faster after idling than under sustained load, so a bound timed only before would flatter
-    itself); stage rates and ratios are medians over ``--repeats`` runs;
+    images), which is what a one-step attack such as FGSM can reach at best. Every stage run
+    and bare call is paired with a bound timed right before it (this shared machine's speed
+    drifts by a third within seconds, so a bound timed once, or minutes apart, decides the ratio
+    more than the stage does); rates and ratios are medians over ``--repeats`` pairs;
   - peak resident memory of the attack stage on pools of N and 4N images.
 
 Needs the outputs of `make run` (models/victim.pt, data/pools/test.h5).
@@ -45,32 +45,27 @@ ROOT = Path(__file__).resolve().parents[1]
 BOUND = {"fgsm": lambda s: 1, "pgd": lambda s: s["steps"], "bim": lambda s: s["steps"], "cw": lambda s: s["steps"]}
 
 
-def best_sustained(step, passes: int = 10, groups: int = 3) -> float:
-    """Seconds per call of ``step``: the best of ``groups`` runs of ``passes`` back-to-back calls.
-    Sustained like the stage's own loop, so that a momentary burst of this (shared, drifting)
-    machine's speed cannot make the bound look faster than anything sustainable."""
+def per_pass(step, passes: int) -> float:
+    """Seconds per call of ``step`` over ``passes`` back-to-back calls (after one warm-up call)."""
     step()
-    times = []
-    for _ in range(groups):
-        start = time.perf_counter()
-        for _ in range(passes):
-            step()
-        times.append((time.perf_counter() - start) / passes)
-    return min(times)
+    start = time.perf_counter()
+    for _ in range(passes):
+        step()
+    return (time.perf_counter() - start) / passes
 
 
-def unit_times(model, x, y) -> tuple[float, float]:
-    """Seconds per image of one batched forward+backward pass to the input (what each attack step
-    costs) and of one batched forward pass without gradients."""
+def unit_times(model, x, y, steps: int) -> tuple[float, float]:
+    """Seconds per image of the compute bound, ``steps`` batched forward+backward passes to the
+    input (timed over at least 10), and of one batched forward pass without gradients."""
     def forward_backward():
         xr = x.clone().requires_grad_(True)
         torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y), xr)
 
     def forward():
-        with torch.no_grad():
+        with torch.inference_mode():
             model(x)
 
-    return best_sustained(forward_backward) / len(x), best_sustained(forward) / len(x)
+    return steps * per_pass(forward_backward, max(steps, 10)) / len(x), per_pass(forward, 10) / len(x)
 
 
 def evaluate(model, x, y, adv, seconds, n) -> dict:
@@ -137,7 +132,7 @@ def main() -> None:
     x = to_tensor(pool.images[idx]).to(device).contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(pool.labels[idx]).to(device)
     bs = p["attack"]["batch_size"]
-    t_fb, t_f = unit_times(model, x[:bs], y[:bs])
+    t_fb, t_f = unit_times(model, x[:bs], y[:bs], 1)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {bs}, "
           f"forward+backward {1 / t_fb:.0f} img/s, forward {1 / t_f:.0f} img/s, {args.n} images\n")
     print(f"{'attack':10s} {'stage img/s':>11s} {'call img/s':>10s} {'success':>8s} {'L2':>7s} {'Linf':>7s} "
@@ -149,24 +144,18 @@ def main() -> None:
         names = args.attacks.split(",") if args.attacks else p["attack"]["run"]
         for name in names if "throughput" in args.parts else []:
             spec = instances[name]
-            adv, seconds = timed(attacks.build(spec, model), x, y)
-            r = evaluate(model, x, y, adv, seconds, args.n)
-            bounded = spec["method"] in BOUND
-            runs = []  # (stage img/s, s per image of forward+backward, of forward) per stage run
+            steps = BOUND[spec["method"]](spec) if spec["method"] in BOUND else None
+            runs = []  # per repeat: stage img/s, call img/s, and the ratios against units timed right before
             for _ in range(args.repeats):
-                before = unit_times(model, x[:bs], y[:bs]) if bounded else (0.0, 0.0)
+                bound, forward = unit_times(model, x[:bs], y[:bs], steps) if steps else (0.0, 0.0)
                 rate = stage_throughput(name, spec, sub, args.victim, p, device, tmp)
-                after = unit_times(model, x[:bs], y[:bs]) if bounded else (0.0, 0.0)
-                runs.append((rate, (before[0] + after[0]) / 2, (before[1] + after[1]) / 2))
-            stage_rate = statistics.median(rate for rate, _, _ in runs)
-            ratios = ""
-            if bounded:
-                steps = BOUND[spec["method"]](spec)
-                to_bound = statistics.median(rate * steps * t_fb for rate, t_fb, _ in runs)
-                to_floor = statistics.median(rate * (steps * t_fb + t_f) for rate, t_fb, t_f in runs)
-                call = r["img_s"] * steps * statistics.median(t_fb for _, t_fb, _ in runs)
-                ratios = f"{to_bound:11.2f} {call:10.2f} {to_floor:11.2f}"
-            print(f"{name:10s} {stage_rate:11.1f} {r['img_s']:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
+                adv, seconds = timed(attacks.build(spec, model), x, y)
+                call = args.n / seconds
+                runs.append((rate, call, rate * bound, call * bound, rate * (bound + forward)))
+            med = [statistics.median(r[i] for r in runs) for i in range(5)]
+            r = evaluate(model, x, y, adv, seconds, args.n)
+            ratios = f"{med[2]:11.2f} {med[3]:10.2f} {med[4]:11.2f}" if steps else ""
+            print(f"{name:10s} {med[0]:11.1f} {med[1]:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
                   f"{r['linf']:7.4f} {ratios}")
 
         print("\nbatched vs torchattacks (same images; success = victim's prediction on the returned images)")

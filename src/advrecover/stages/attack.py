@@ -108,7 +108,7 @@ def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype:
 
 def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
-        compression: str = "lzf", use_labels: bool = True, progress: bool = True) -> dict:
+        compression: str = "blosc", use_labels: bool = True, progress: bool = True) -> dict:
     """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters).
 
     The attack pushes each image away from its pool label when ``use_labels`` (the pool's labels

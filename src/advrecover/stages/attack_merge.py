@@ -46,7 +46,7 @@ def run(shard_paths: list[str | Path], out_path: str | Path, metrics_path: str |
     n = sum(counts)
     dtype_name = next(k for k, v in adv_format.DTYPES.items() if np.dtype(v) == dtype)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
-        adv_format.create(out, n, size, dtype_name, chunk, metas[0].get("compression", "lzf"))
+        adv_format.create(out, n, size, dtype_name, chunk, metas[0]["compression"])
         row = 0
         for p, count in zip(shards, counts):
             with h5py.File(p, "r") as f:
