@@ -12,7 +12,8 @@ Prints, for every attack instance of params.yaml:
     images), which is what a one-step attack such as FGSM can reach at best. Every stage run
     and bare call is paired with a bound timed right before it (this shared machine's speed
     drifts by a third within seconds, so a bound timed once, or minutes apart, decides the ratio
-    more than the stage does); rates and ratios are medians over ``--repeats`` pairs;
+    more than the stage does); rates and ratios are medians over at least ``--repeats`` pairs,
+    more for quick attacks, until ``--seconds`` of stage time per attack;
   - peak resident memory of the attack stage on pools of N and 4N images.
 
 Needs the outputs of `make run` (models/victim.pt, data/pools/test.h5).
@@ -117,7 +118,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256, help="images per attack (ours)")
     ap.add_argument("--reference-n", type=int, default=32, help="images for torchattacks' DeepFool and JSMA")
     ap.add_argument("--memory-n", type=int, default=512, help="N for the N vs 4N memory comparison")
-    ap.add_argument("--repeats", type=int, default=3, help="stage runs per attack (medians are printed)")
+    ap.add_argument("--repeats", type=int, default=3, help="least stage runs per attack (medians are printed)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="more stage runs until this much stage time")
+    ap.add_argument("--max-repeats", type=int, default=15, help="most stage runs per attack")
     ap.add_argument("--attacks", help="comma-separated instances (default: attack.run of the params)")
     ap.add_argument("--parts", default="throughput,reference,memory", help="comma-separated parts to run")
     args = ap.parse_args()
@@ -135,8 +138,8 @@ def main() -> None:
     t_fb, t_f = unit_times(model, x[:bs], y[:bs], 1)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {bs}, "
           f"forward+backward {1 / t_fb:.0f} img/s, forward {1 / t_f:.0f} img/s, {args.n} images\n")
-    print(f"{'attack':10s} {'stage img/s':>11s} {'call img/s':>10s} {'success':>8s} {'L2':>7s} {'Linf':>7s} "
-          f"{'stage/bound':>11s} {'call/bound':>10s} {'stage/floor':>11s}")
+    print(f"{'attack':10s} {'runs':>4s} {'stage img/s':>11s} {'call img/s':>10s} {'success':>8s} {'L2':>7s} "
+          f"{'Linf':>7s} {'stage/bound':>11s} {'call/bound':>10s} {'stage/floor':>11s}")
     instances = p["attack"]["instances"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -146,7 +149,8 @@ def main() -> None:
             spec = instances[name]
             steps = BOUND[spec["method"]](spec) if spec["method"] in BOUND else None
             runs = []  # per repeat: stage img/s, call img/s, and the ratios against units timed right before
-            for _ in range(args.repeats):
+            while len(runs) < args.max_repeats and (len(runs) < args.repeats
+                                                     or sum(args.n / r[0] for r in runs) < args.seconds):
                 bound, forward = unit_times(model, x[:bs], y[:bs], steps) if steps else (0.0, 0.0)
                 rate = stage_throughput(name, spec, sub, args.victim, p, device, tmp)
                 adv, seconds = timed(attacks.build(spec, model), x, y)
@@ -155,7 +159,7 @@ def main() -> None:
             med = [statistics.median(r[i] for r in runs) for i in range(5)]
             r = evaluate(model, x, y, adv, seconds, args.n)
             ratios = f"{med[2]:11.2f} {med[3]:10.2f} {med[4]:11.2f}" if steps else ""
-            print(f"{name:10s} {med[0]:11.1f} {med[1]:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
+            print(f"{name:10s} {len(runs):4d} {med[0]:11.1f} {med[1]:10.1f} {r['success']:8.3f} {r['l2']:7.3f} "
                   f"{r['linf']:7.4f} {ratios}")
 
         print("\nbatched vs torchattacks (same images; success = victim's prediction on the returned images)")
