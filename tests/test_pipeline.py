@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc filter that adversarial sets are written with)
 import numpy as np
 import pytest
 import yaml
