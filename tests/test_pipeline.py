@@ -183,7 +183,7 @@ def slurm_overrides() -> list[str]:
         res = {**res, "mem_mb": 2000, "runtime": 30, "cpus_per_task": 2}
         resources += [f"{rule}:{k}={v}" for k, v in res.items()]
     return ["--set-resources", *resources, "--default-resources", "mem_mb=2000", "runtime=30", "cpus_per_task=2",
-            "--slurm-init-seconds-before-status-checks", "2"]
+            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
 
 
 @pytest.mark.slow

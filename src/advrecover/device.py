@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def resolve(name: str) -> torch.device:
@@ -23,4 +26,5 @@ def use_allocated_cpus() -> int:
     """
     n = len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
+    log.info("torch CPU threads: %d (affinity mask; OMP_NUM_THREADS=%s)", n, os.environ.get("OMP_NUM_THREADS"))
     return n
