@@ -128,7 +128,7 @@ def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str 
         raise ValueError(f"{pool_path}: the evaluated pool needs labels (accuracy is measured against them)")
     labels = pool.labels
     victim_checksum = sha256_file(victim_path)
-    victim = victims.load(victim_path, victim_cfg).to(device).eval()
+    victim = victims.load(victim_path, victim_cfg).to(device)
     clean = torch.from_numpy(pool.images).permute(0, 3, 1, 2).float().div(255)
     inputs = {CLEAN: clean}
     for a in columns:
