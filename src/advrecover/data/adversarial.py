@@ -36,9 +36,7 @@ import numpy as np
 DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 COLUMNS = {"pool_index": np.int64, "label": np.int64, "pred_clean": np.int64, "pred_adv": np.int64,
            "success": np.bool_, "l2": np.float32, "linf": np.float32}
-# Image codecs, all lossless. Measured on this project's sets (256 images of 32 px, float32, 2 CPU
-# cores): Blosc LZ4 with byte shuffle writes a batch in 6-14 ms at 0.15-0.78 of raw size; lzf
-# with shuffle takes 24-52 ms for 0.13-0.77; gzip is about twice as slow again.
+# Image codecs, all lossless; Blosc LZ4 with byte shuffle writes fastest (figures in the README).
 CODECS = {"blosc": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
           "lzf": {"compression": "lzf", "shuffle": True},
           "gzip": {"compression": "gzip", "shuffle": True},
