@@ -7,19 +7,22 @@ PYTHON  ?= python3
 CORES   ?= all
 # The torch build to install first (override for your cluster's CUDA, e.g. TORCH="torch torchvision").
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
+# torchattacks without its metadata's requests~=2.25.1 pin (it never imports requests; see README).
+TORCHATTACKS ?= torchattacks==3.5.1
 PYTEST_ARGS ?=
 
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
+.PHONY: install run test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(TORCH)
+	$(BIN)/pip install --no-deps $(TORCHATTACKS)
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
 
@@ -65,6 +68,15 @@ ablation-depth: install
 
 test: install
 	pytest $(PYTEST_ARGS)
+
+# The unit tests (not the whole-DAG ones) under three settings that change the kernels torch
+# uses, as another CPU does: generic ATen kernels, oneDNN capped at AVX2, and one thread on one
+# CPU. Every test must pass under each (README, "Reliability").
+ONE_CPU = taskset -c $$(python -c 'import os; print(min(os.sched_getaffinity(0)))')
+test-portable: install
+	ATEN_CPU_CAPABILITY=default pytest -m "not slow" -q $(PYTEST_ARGS)
+	ONEDNN_MAX_CPU_ISA=AVX2 pytest -m "not slow" -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(ONE_CPU) pytest -m "not slow" -q $(PYTEST_ARGS)
 
 dry-run: install
 	snakemake -n

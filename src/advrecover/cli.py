@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     try:
         p = params_mod.load(args.params)
         args.func(args, p)
-    except (params_mod.ParamsError, DataError, FileNotFoundError, ValueError) as exc:
+    except (params_mod.ParamsError, DataError, OSError, ValueError) as exc:  # OSError: files, full disks
         log.error("%s", exc)
         print(f"advrecover {args.stage}: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 Every stage writes through :func:`atomic_path`: the data goes to a temporary name in the
 target's directory and is renamed over the target only when complete, so a killed job never
 leaves a file that looks finished (a rename within one filesystem is atomic on POSIX).
+Every checkpoint is read through :func:`load_checkpoint`, which never runs code from the file.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Iterator
 
@@ -44,3 +46,31 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class UntrustedArtifact(ValueError):
+    """A checkpoint holds more than tensors and plain containers, or is not a checkpoint at all."""
+
+
+def load_checkpoint(path: str | os.PathLike, what: str) -> dict:
+    """A torch checkpoint read with ``weights_only=True``: tensors, numbers, strings and plain
+    containers only. Anything that arrives from a shared DVC remote is untrusted, and a full
+    unpickle would run whatever code the file names; such a file is refused, naming ``what``
+    (the parameter or artifact) and the path."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UntrustedArtifact(f"{what}: refusing {path}: it holds objects other than tensors and plain "
+                                f"containers, which could run code when loaded ({first[:200]})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UntrustedArtifact(f"{what}: {path} is not a readable torch checkpoint (truncated or another "
+                                f"format): {str(exc)[:200]}") from exc
+    if not isinstance(state, dict):
+        raise UntrustedArtifact(f"{what}: {path} holds a {type(state).__name__}, not a state dict")
+    return state

@@ -14,13 +14,14 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from tqdm import tqdm
 
-from .io import atomic_path
+from .io import atomic_path, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,15 @@ def run_epoch(step: Callable[[torch.Tensor], dict], data: torch.Tensor, batch_si
     return {k: v / len(data) for k, v in sums.items()}
 
 
+def kernel_context() -> str:
+    """What decides the floating-point bits of an epoch on the CPU: torch's thread count, the CPUs
+    this process may run on, and the instruction set torch dispatches to (logged every epoch, so
+    two runs that differ can be told apart by their logs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (f"threads {torch.get_num_threads()}, cpus {','.join(map(str, cpus))}, "
+            f"isa {torch.backends.cpu.get_cpu_capability()}")
+
+
 def check_finite(losses: dict, epoch: int, what: str) -> None:
     """Raise :class:`NonFiniteLoss` naming the first NaN or infinite term."""
     for term, value in losses.items():
@@ -96,7 +106,7 @@ def fit(model: torch.nn.Module, optimizer, scheduler, epochs: int,
     torch.manual_seed(seed)
     rows, start = [], 0
     if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = load_checkpoint(checkpoint, f"{what} checkpoint")
         if state.get("config_key") == config_key:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -114,7 +124,8 @@ def fit(model: torch.nn.Module, optimizer, scheduler, epochs: int,
         if scheduler is not None and scheduler_per_epoch:
             scheduler.step()
         rows.append({"epoch": epoch, **{k: round(float(v), 6) for k, v in losses.items()}})
-        log.info("%s epoch %d: %s", what, epoch, ", ".join(f"{k} {float(v):.4f}" for k, v in losses.items()))
+        log.info("%s epoch %d: %s [%s]", what, epoch, ", ".join(f"{k} {float(v):.4f}" for k, v in losses.items()),
+                 kernel_context())
         with atomic_path(checkpoint) as tmp:
             torch.save({"config_key": config_key, "epoch": epoch, "history": rows, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from advrecover import metrics as M
 from advrecover.stages import evaluate
 
 ATTACKS = ["fgsm", "pgd", "ssah", "deepfool", "bim", "cw", "jsma", "pgd_8"]
@@ -30,8 +32,9 @@ def test_unseen_needs_another_attack():
 def fake_cell(name, train_set, column):
     """Accuracy encodes which model met which column, so the test can read the pairing back."""
     value = {"none": 0.1, "cae_aae": 0.5}[name] + (0.01 if train_set == column else 0)
-    return {"n": 10, "accuracy": value, "recovery_rate": value, "recovery_ratio": 0.5, "psnr": 20.0,
-            "ssim": 0.5, "psnr_to_input": 30.0}
+    pixels = {"recovery_ratio": np.full(10, 0.5), "psnr": np.full(10, 20.0), "ssim": np.full(10, 0.5),
+              "psnr_to_input": np.full(10, 30.0)}
+    return M.Scores(np.full(10, value), np.ones(10, bool), pixels)
 
 
 DEFENCES = {"none": {"method": "none"}, "cae_aae": {"method": "cae_aae", "variant": "default"}}
@@ -62,4 +65,20 @@ def test_markdown_is_shaped_like_table_ii():
     header = next(line for line in text.splitlines() if line.startswith("| defence"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["defence", "Clean", "fgsm", "pgd", "Average"]
     none_row = next(line for line in text.splitlines() if line.startswith("| none"))
-    assert [c.strip() for c in none_row.strip("|").split("|")][1:] == ["10.0", "10.0", "10.0", "10.0"]
+    assert [c.strip() for c in none_row.strip("|").split("|")][1:] == ["10.0 ± 0.0", "10.0 ± 0.0", "10.0 ± 0.0", "10.0"]
+
+
+def test_markdown_shows_each_accuracy_with_its_interval():
+    import pandas as pd
+
+    labels = np.arange(200) % 10
+    correct = np.random.default_rng(0).random(200) < 0.7
+    scores = M.Scores(correct.astype(float), np.ones(200, bool), {k: np.zeros(200) for k in M.PIXEL_FIELDS})
+    rows = evaluate.table_rows("seen", {"none": {"method": "none"}}, ["fgsm"], ["fgsm"], 0, lambda *a: scores)
+    row = rows[0]
+    assert row["accuracy_ci_low"] < row["accuracy"] < row["accuracy_ci_high"]
+    half = 50 * (row["accuracy_ci_high"] - row["accuracy_ci_low"])
+    assert 4 < half < 9  # the normal approximation gives 1.96 * sqrt(0.7 * 0.3 / 200) = 6.4 points
+    text = evaluate.markdown(pd.DataFrame(rows), ["fgsm"], "Seen")
+    assert f"{100 * row['accuracy']:.1f} ± {half:.1f}" in text
+    assert len(labels) == len(correct)

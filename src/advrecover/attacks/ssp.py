@@ -16,7 +16,7 @@ from torch import nn
 from torchattacks.attack import Attack
 
 from ..models.resnet import Normalize
-from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state
+from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state, load_weights
 from . import register
 from .features import penultimate
 
@@ -25,7 +25,7 @@ def vgg16_relu3_3(weights: str) -> nn.Module:
     import torchvision
 
     vgg = torchvision.models.vgg16(weights=None)
-    vgg.load_state_dict(load_state(weights, "attack ssp weights"))
+    load_weights(vgg, load_state(weights, "attack ssp weights"), weights, "attack ssp weights")
     return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), vgg.features[:16]).eval()
 
 

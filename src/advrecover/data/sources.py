@@ -53,6 +53,20 @@ def _require_dir(path: str, param: str) -> Path:
     return p
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, bytes, numbers and numpy arrays, nothing else: a CIFAR-10 batch
+    is a pickle, and a full unpickle would run whatever code a tampered file names."""
+
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+                ("numpy._core.numeric", "_frombuffer")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only arrays and plain containers")
+        return super().find_class(module, name)
+
+
 class BuiltinSource:
     """The offline default: scikit-image photo patches or the rendered shapes task."""
 
@@ -107,7 +121,7 @@ class Cifar10Source:
             raise DataError(f"{param}.path: CIFAR-10 file missing: {path}")
         try:
             with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
+                batch = _ArrayUnpickler(fh, encoding="bytes").load()
             if not isinstance(batch, dict):
                 raise TypeError(f"expected a dict, got {type(batch).__name__}")
             return batch

@@ -127,10 +127,19 @@ def save(path, model: ConvVAE, cfg: dict, image_size: int) -> None:
 
 
 def load(path) -> ConvVAE:
-    """A model written by :func:`save`, in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """A model written by :func:`save`, in eval mode; a clear error for anything else."""
+    from ..io import load_checkpoint
+
+    state = load_checkpoint(path, "autoencoder model")
+    if not {"config", "image_size", "state_dict"} <= set(state):
+        raise ValueError(f"autoencoder model: {path} was not written by the train_cae/train_aae stages "
+                         f"(keys {sorted(state)[:5]})")
     model = build(state["config"], state["image_size"])
-    model.load_state_dict(state["state_dict"])
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"autoencoder model: {path}: weights do not match its recorded architecture "
+                         f"({' '.join(str(exc).split())[:300]})") from exc
     return model.eval()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io import load_checkpoint
 from .resnet import Normalize, ResNet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -55,10 +56,19 @@ def build(cfg: dict, class_names) -> nn.Module:
 
 
 def load_state(path: str | Path, what: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: file not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A state dict from ``path``, refusing files that could run code (``io.load_checkpoint``)."""
+    return load_checkpoint(path, what)
+
+
+def load_weights(model: nn.Module, state: dict, path, what: str) -> nn.Module:
+    """``model.load_state_dict(state)``, with an error naming the file when it is another architecture."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{what}: {path} holds weights of another architecture than the params describe "
+                         f"({detail})") from exc
+    return model
 
 
 def load(path: str | Path, cfg: dict) -> nn.Module:
@@ -68,10 +78,11 @@ def load(path: str | Path, cfg: dict) -> nn.Module:
     and accumulate every weight gradient, which nearly doubled CW's time per step here."""
     state = load_state(path, "victim model")
     if cfg["mode"] in ("train", "checkpoint"):
+        if "fc.weight" not in state:
+            raise ValueError(f"victim model: {path} is not a state dict of the ResNet victim (no fc.weight)")
         model = ResNet(state["fc.weight"].shape[0], cfg["widths"], cfg["blocks"], cfg["stem_stride"])
     else:
         model = build(dict(cfg, imagenet_classes=None), [])
         if "index" in state:
             model = ClassSubset(model, torch.zeros(len(state["index"]), dtype=torch.long))
-    model.load_state_dict(state)
-    return model.eval().requires_grad_(False)
+    return load_weights(model, state, path, "victim model").eval().requires_grad_(False)

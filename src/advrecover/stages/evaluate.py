@@ -7,8 +7,9 @@ protocols of 001 Sec. IV (METHODS section 1):
 
 The Clean column of a per-attack defence averages its figures on clean images over the
 models its attack columns use. Average = mean over Clean and the attack columns (001's "Avr").
-Writes results/<protocol>.csv (one row per cell, every metric of METHODS section 7),
-results/<protocol>.md (tables shaped like 001 Table II/III) and metrics/evaluate.json.
+Writes results/<protocol>.csv (one row per cell, every metric of METHODS section 7, each accuracy
+with its 95% bootstrap interval over the images), results/<protocol>.md (tables shaped like 001
+Table II/III, accuracies as ``value ± half-width``) and metrics/evaluate.json.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def unseen_pairs(columns: list[str], train_on: list[str], seed: int) -> dict[str
 
 @torch.no_grad()
 def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, labels: np.ndarray,
-                  pred_clean: np.ndarray, tau: float, batch_size: int, device) -> dict:
-    """Recover ``inputs`` (N, 3, H, W) with ``defence`` and score them against ``clean``."""
+                  pred_clean: np.ndarray, tau: float, batch_size: int, device) -> M.Scores:
+    """Recover ``inputs`` (N, 3, H, W) with ``defence`` and score each image against ``clean``."""
     preds, pixels = [], []
     for s in range(0, len(inputs), batch_size):
         x_in = inputs[s:s + batch_size].to(device)
@@ -63,21 +64,17 @@ def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, la
     pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     joined = {k: np.concatenate([p[k] for p in pixels]) for k in M.PIXEL_FIELDS} if pixels else \
         {k: np.zeros(0) for k in M.PIXEL_FIELDS}
-    return M.aggregate(labels, pred_clean, pred, joined)
-
-
-def _mean(cells: list[dict]) -> dict:
-    return {k: float(np.mean([c[k] for c in cells])) for k in cells[0]}
+    return M.Scores((pred == labels).astype(np.float64), pred_clean == labels, joined)
 
 
 def table_rows(protocol: str, defences: dict, columns: list[str], train_on: list[str], seed: int, cell) -> list[dict]:
-    """The long-format rows of one protocol; ``cell(defence name, train set or None, column) -> metrics``."""
+    """The long-format rows of one protocol; ``cell(defence name, train set or None, column) -> M.Scores``."""
     rows = []
     pairs = unseen_pairs(columns, train_on, seed) if protocol == "unseen" else None
 
-    def add(row_name, column, train_sets, values):
+    def add(row_name, column, train_sets, scores):
         rows.append({"protocol": protocol, "defence": row_name, "column": column,
-                     "train_set": "+".join(train_sets) if train_sets else "", **values})
+                     "train_set": "+".join(train_sets) if train_sets else "", **M.summarise(scores, seed)})
 
     for name, spec in defences.items():
         if not defence_registry.trained_on_attack(spec):
@@ -93,7 +90,7 @@ def table_rows(protocol: str, defences: dict, columns: list[str], train_on: list
             plan = pairs
         if plan:
             sets = list(plan.values())
-            add(name, CLEAN, sorted(set(sets)), _mean([cell(name, t, CLEAN) for t in sets]))
+            add(name, CLEAN, sorted(set(sets)), M.Scores.mean([cell(name, t, CLEAN) for t in sets]))
         for column, t in plan.items():
             add(name, column, [t], cell(name, t, column))
         if protocol == "seen":
@@ -102,20 +99,32 @@ def table_rows(protocol: str, defences: dict, columns: list[str], train_on: list
     return rows
 
 
+def _wide(frame: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
+    wide = frame.pivot(index="defence", columns="column", values=values)
+    wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+    return wide.reindex(index=list(dict.fromkeys(frame["defence"])))
+
+
 def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
-    """One 001-style table per metric: rows = defences, columns = Clean, the attacks, Average."""
+    """One 001-style table per metric: rows = defences, columns = Clean, the attacks, Average.
+    Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
     order = [CLEAN, *columns]
     parts = [f"# {title}\n"]
     for field, caption in TITLES.items():
-        wide = frame.pivot(index="defence", columns="column", values=field)
-        wide = wide.reindex(columns=[c for c in order if c in wide.columns])
-        wide = wide.reindex(index=list(dict.fromkeys(frame["defence"])))
-        wide[AVERAGE] = wide[order[:1] + [c for c in order[1:] if c in wide.columns]].mean(axis=1)
-        scale = 100 if field in ("accuracy", "recovery_rate", "recovery_ratio") else 1
-        wide.columns = ["Clean" if c == CLEAN else ("Average" if c == AVERAGE else c) for c in wide.columns]
-        fmt = ".3f" if field == "ssim" else ".1f"
-        parts.append(f"## {caption}\n\n{(wide * scale).to_markdown(floatfmt=fmt)}\n")
-    return "\n".join(parts)
+        scale = 100 if field in (*M.ACCURACIES, "recovery_ratio") else 1
+        fmt = "{:.3f}" if field == "ssim" else "{:.1f}"
+        wide = _wide(frame, field, order) * scale
+        average = wide.mean(axis=1)
+        cells = wide.map(fmt.format)
+        if field in M.ACCURACIES:
+            half = (_wide(frame, f"{field}_ci_high", order) - _wide(frame, f"{field}_ci_low", order)) * scale / 2
+            cells = cells + half.map(lambda h: " ± " + fmt.format(h))
+        cells[AVERAGE] = average.map(fmt.format)
+        cells.columns = ["Clean" if c == CLEAN else ("Average" if c == AVERAGE else c) for c in cells.columns]
+        align = ("left", *["right"] * len(cells.columns))
+        parts.append(f"## {caption}\n\n{cells.to_markdown(disable_numparse=True, colalign=align)}\n")
+    title_note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images."
+    return "\n".join([parts[0], title_note + "\n", *parts[1:]])
 
 
 def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
@@ -148,7 +157,8 @@ def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str 
                 built[name, train_set] = defence_registry.build(defences[name], models_dir, train_set).to(device)
             cache[name, train_set, column] = evaluate_cell(built[name, train_set], victim, clean, inputs[column],
                                                            labels, pred_clean, tau, batch_size, device)
-            log.info("%s [%s] on %s: accuracy %.3f", name, train_set, column, cache[name, train_set, column]["accuracy"])
+            log.info("%s [%s] on %s: accuracy %.3f", name, train_set, column,
+                     cache[name, train_set, column].correct.mean())
         return cache[name, train_set, column]
 
     results_dir = Path(results_dir)

@@ -114,13 +114,15 @@ def run(cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | P
         if cfg["mode"] == "checkpoint":
             if not cfg["checkpoint"]:
                 raise ValueError("victim.checkpoint: a state-dict path is required when victim.mode=checkpoint")
-            model.load_state_dict(victims.load_state(cfg["checkpoint"], "victim.checkpoint"))
+            victims.load_weights(model, victims.load_state(cfg["checkpoint"], "victim.checkpoint"), cfg["checkpoint"],
+                                 "victim.checkpoint")
         else:
             if not cfg["torchvision_weights"]:
                 raise ValueError("victim.torchvision_weights: a local weights file is required when "
                                  "victim.mode=torchvision (weights are never downloaded)")
             backbone = model.model[1] if isinstance(model, victims.ClassSubset) else model[1]
-            backbone.load_state_dict(victims.load_state(cfg["torchvision_weights"], "victim.torchvision_weights"))
+            victims.load_weights(backbone, victims.load_state(cfg["torchvision_weights"], "victim.torchvision_weights"),
+                                 cfg["torchvision_weights"], "victim.torchvision_weights")
         with atomic_path(history_path) as tmp:
             tmp.write_text("epoch,loss,train_accuracy\n")
         model.to(device)
