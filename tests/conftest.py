@@ -6,10 +6,17 @@ import copy
 
 import pytest
 
-from helpers import tiny_params
+from helpers import SUMMARY, tiny_params
 
 
 @pytest.fixture
 def params() -> dict:
     """The tiny parameters: the whole DAG runs in seconds on 2 CPU cores."""
     return copy.deepcopy(tiny_params())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The tables that reliability tests fill in (helpers.SUMMARY), after the test results."""
+    for title, table in SUMMARY.items():
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(table)

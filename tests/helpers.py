@@ -75,6 +75,29 @@ def copy_repo(dest: Path, params: dict) -> Path:
     return dest
 
 
+TIMINGS = {"wall_time_s"}  # the only content allowed to differ between two runs (README, "Reliability")
+
+
+def same_output(a: Path, b: Path) -> bool:
+    """Byte-identical, or for HDF5 files identical datasets and attributes apart from :data:`TIMINGS`."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers the Blosc filter that adversarial sets are written with)
+
+    from advrecover.io import sha256_file
+
+    if a.suffix != ".h5":
+        return sha256_file(a) == sha256_file(b)
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        if set(fa) != set(fb) or any(not np.array_equal(fa[k][...], fb[k][...]) for k in fa):
+            return False
+        attrs_a = {k: v for k, v in fa.attrs.items() if k not in TIMINGS}
+        attrs_b = {k: v for k, v in fb.attrs.items() if k not in TIMINGS}
+        return attrs_a.keys() == attrs_b.keys() and all(np.array_equal(attrs_a[k], attrs_b[k]) for k in attrs_a)
+
+
+SUMMARY: dict[str, str] = {}  # title -> table, printed at the end of the pytest run (conftest.py)
+
+
 def save_image(path: Path, size=(24, 20), seed: int = 0) -> Path:
     """A small random RGB image in the format the suffix names."""
     path.parent.mkdir(parents=True, exist_ok=True)

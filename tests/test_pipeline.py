@@ -8,31 +8,12 @@ from __future__ import annotations
 
 import re
 
-import h5py
-import hdf5plugin  # noqa: F401  (registers the Blosc filter that adversarial sets are written with)
-import numpy as np
 import pytest
 import yaml
 from dvc.repo import Repo
 
 from advrecover import dag
-from advrecover.io import sha256_file
-from helpers import BIN, REPO, copy_repo, sh, snakemake_jobs, tiny_params
-
-TIMINGS = {"wall_time_s"}  # the only content allowed to differ between two runs
-
-
-def same_output(a, b) -> bool:
-    """Byte-identical, or for HDF5 files identical datasets and attributes apart from timings."""
-    if a.suffix != ".h5":
-        return sha256_file(a) == sha256_file(b)
-    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        if set(fa) != set(fb) or any(not np.array_equal(fa[k][...], fb[k][...]) for k in fa):
-            return False
-        attrs_a = {k: v for k, v in fa.attrs.items() if k not in TIMINGS}
-        attrs_b = {k: v for k, v in fb.attrs.items() if k not in TIMINGS}
-        return attrs_a.keys() == attrs_b.keys() and all(np.array_equal(attrs_a[k], attrs_b[k]) for k in attrs_a)
-
+from helpers import BIN, REPO, copy_repo, same_output, sh, snakemake_jobs, tiny_params
 
 pytestmark = pytest.mark.slow
 
