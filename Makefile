@@ -28,9 +28,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 run: install
 	snakemake --cores $(CORES)
-	dvc metrics show metrics/victim.json
-	dvc metrics show metrics/attack
-	@cat results/seen.md results/unseen.md
+	@python -m advrecover.outputs summary
+
+# Outputs that the current params no longer produce (e.g. an attack removed from attack.run):
+# listed, then removed. Never while a run is going on.
+clean-stale: install
+	python -m advrecover.outputs stale --remove
 
 # Hand-off between the runners (never run both at once on one tree).
 # After a Snakemake run: record every output in dvc.lock (and the DVC cache), so that `dvc status`

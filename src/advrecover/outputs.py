@@ -1,0 +1,98 @@
+"""The current DAG's outputs, and the files it no longer produces.
+
+A file under :data:`MANAGED` that no stage of ``dvc.yaml`` writes with the current params (the
+metrics of an attack removed from ``attack.run``, the models of a dropped variant, the temporary
+files of a killed job) is stale: ``summary`` (what ``make run`` prints) never shows it, and
+``make clean-stale`` lists and removes it. The resume state of a current output (an attack's
+``.partial`` file, a trainer's ``.ckpt``) is kept.
+
+    python -m advrecover.outputs summary
+    python -m advrecover.outputs stale [--remove]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import dag, params as params_mod
+
+MANAGED = ("data/pools", "data/adversarial", "models", "metrics", "results")
+
+
+def current(root: Path) -> set[str]:
+    """Every output path of every stage instance under the current params (relative to ``root``)."""
+    params = params_mod.load(root / "params.yaml")
+    return {t for stage in dag.load_stages(root / "dvc.yaml", params) for t in stage.targets}
+
+
+def _resume_state(rel: str, outputs: set[str]) -> bool:
+    path = Path(rel)
+    return (path.suffix == ".partial" and rel[:-len(".partial")] in outputs) or \
+        (path.suffix == ".ckpt" and str(path.with_suffix(".pt")) in outputs)
+
+
+def stale(root: Path) -> list[str]:
+    """Files under :data:`MANAGED` that the current DAG does not write, sorted."""
+    outputs = current(root)
+    found = [str(p.relative_to(root)) for d in MANAGED for p in (root / d).rglob("*") if p.is_file()]
+    return sorted(r for r in found if r not in outputs and not _resume_state(r, outputs))
+
+
+def remove(root: Path, rels: list[str]) -> None:
+    """Delete ``rels`` and the directories they leave empty."""
+    for rel in rels:
+        path = root / rel
+        path.unlink()
+        for parent in path.parents:
+            if parent == root or any(parent.iterdir()):
+                break
+            parent.rmdir()
+
+
+def summary(root: Path) -> str:
+    """The victim, every current attack set and the accuracy tables, from current outputs only."""
+    outputs = current(root)
+    victim = json.loads((root / "metrics/victim.json").read_text())
+    lines = [f"victim clean accuracy: {victim['accuracy']}", ""]
+    rows = []
+    for rel in sorted(o for o in outputs if o.startswith("metrics/attack/")):
+        pool, attack = Path(rel).parent.name, Path(rel).stem
+        rows.append({"pool": pool, "attack": attack, **json.loads((root / rel).read_text())})
+    lines += [pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"), ""]
+    for rel in sorted(o for o in outputs if o.startswith("results/") and o.endswith(".md")):
+        text = (root / rel).read_text()
+        lines.append(text.split("\n## ", 2)[0] + "\n## " + text.split("\n## ", 2)[1])
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m advrecover.outputs", description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["summary", "stale"])
+    ap.add_argument("--remove", action="store_true", help="with stale: delete the files listed")
+    ap.add_argument("--root", default=".", help="the repository (default: here)")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    try:
+        if args.what == "summary":
+            print(summary(root))
+            return 0
+        files = stale(root)
+    except (params_mod.ParamsError, dag.DagError, OSError) as exc:
+        print(f"advrecover.outputs: error: {exc}", file=sys.stderr)
+        return 2
+    for rel in files:
+        print(("removed " if args.remove else "stale ") + rel)
+    if args.remove:
+        remove(root, files)
+    elif not files:
+        print("no stale outputs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
