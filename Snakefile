@@ -1,7 +1,9 @@
 # advrecover: the Snakemake entry point. Stages come from dvc.yaml (see workflow/rules/).
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
-from advrecover.params import cross_check
+from advrecover.params import check_paths, cross_check
 
 min_version("9.0")
 
@@ -11,6 +13,8 @@ configfile: "params.yaml"
 
 validate(config, "workflow/schemas/params.schema.yaml")
 cross_check(config)
+if not all(Path(f"data/pools/{name}.h5").is_file() for name in config["sample"]["pools"]):
+    check_paths(config)  # the pools are to be drawn: a missing dataset stops here, naming its parameter
 
 
 include: "workflow/rules/common.smk"

@@ -28,6 +28,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk, a quota: name the file; the previous target is untouched
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, f"writing {target} failed, previous version kept: {exc.strerror or exc}") from exc
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -93,6 +93,18 @@ def _check_recovery(params: dict) -> None:
                               f"{rec['variants']}")
 
 
+def check_paths(params: dict) -> None:
+    """Every dataset path of ``sample.pools`` exists (a directory, or a file for ``hdf5``), so a
+    typo stops a run before any work, naming the parameter. Only where pools are to be drawn:
+    a user who pulled the pools from a DVC remote needs no raw datasets."""
+    for name, cfg in params["sample"]["pools"].items():
+        if cfg["source"] == "builtin" or cfg.get("download"):
+            continue
+        path, want = Path(cfg["path"]), "file" if cfg["source"] == "hdf5" else "directory"
+        if not (path.is_file() if want == "file" else path.is_dir()):
+            raise ParamsError(f"sample.pools.{name}.path: {want} not found: {path}")
+
+
 def load(path: str | Path = "params.yaml") -> dict:
     """Read and validate a params file."""
     path = Path(path)

@@ -86,8 +86,12 @@ class AdversarialSet:
 
 
 def read_attrs(path: str | Path) -> dict:
-    with h5py.File(path, "r") as f:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    """The file's HDF5 attributes as plain values (strings stay strings: nothing is evaluated)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise OSError(f"{path} is not a readable HDF5 file (missing or truncated): {exc}") from exc
 
 
 def check_provenance(path: str | Path, attrs: dict, victim_checksum: str | None, pool_checksum: str | None) -> None:
@@ -106,10 +110,30 @@ def read_adversarial(path: str | Path, victim_checksum: str | None = None, pool_
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"adversarial set not found: {path} (run the attack stages)")
-    attrs = read_attrs(path)
-    check_provenance(path, attrs, victim_checksum, pool_checksum)
-    with h5py.File(path, "r") as f:
-        return AdversarialSet(f["images"][...], {k: f[k][...] for k in COLUMNS}, attrs)
+    try:
+        attrs = read_attrs(path)
+        check_provenance(path, attrs, victim_checksum, pool_checksum)
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("images", *COLUMNS) if k not in f]
+            if missing:
+                raise ValueError(f"adversarial set {path}: dataset(s) {missing} missing (not written by the attack stage)")
+            s = AdversarialSet(f["images"][...], {k: f[k][...] for k in COLUMNS}, attrs)
+    except OSError as exc:
+        raise OSError(f"adversarial set {path} is unreadable or truncated: {exc}") from exc
+    check_layout(s, path)
+    return s
+
+
+def check_layout(s: AdversarialSet, path) -> None:
+    """Raise ValueError naming the file and dataset when ``s`` is not in the format above."""
+    images, n = s.images, len(s.images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"adversarial set {path}: 'images' must be (N, H, H, 3), got shape {images.shape}")
+    if images.dtype not in [np.dtype(t) for t in DTYPES.values()]:
+        raise ValueError(f"adversarial set {path}: 'images' must be one of {list(DTYPES)}, got {images.dtype}")
+    for name, column in s.columns.items():
+        if column.shape != (n,):
+            raise ValueError(f"adversarial set {path}: '{name}' must hold {n} values, got shape {column.shape}")
 
 
 def dump_attrs(f: h5py.File, attrs: dict) -> None:

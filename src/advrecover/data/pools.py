@@ -64,6 +64,19 @@ def write_pool(path: str | Path, images: np.ndarray, labels, source_index, attrs
     return digest
 
 
+def check_layout(pool: Pool, path) -> None:
+    """Raise ValueError naming the file and dataset when ``pool`` is not in the format above."""
+    images, n = pool.images, len(pool.images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"pool file {path}: 'images' must be (N, H, H, 3) RGB, got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"pool file {path}: 'images' must be uint8, got {images.dtype}")
+    for name in ("labels", "source_index"):
+        column = getattr(pool, name)
+        if column.shape != (n,) or column.dtype.kind not in "iu":
+            raise ValueError(f"pool file {path}: '{name}' must be {n} integers, got {column.dtype} {column.shape}")
+
+
 def read_pool(path: str | Path, verify: bool = False) -> Pool:
     """Read a pool file; ``verify`` recomputes the checksum and fails on a mismatch."""
     path = Path(path)
@@ -71,9 +84,13 @@ def read_pool(path: str | Path, verify: bool = False) -> Pool:
         raise FileNotFoundError(f"pool file not found: {path} (run the 'sample' stage)")
     try:
         with h5py.File(path, "r") as f:
+            missing = [k for k in ("images", "labels", "source_index") if k not in f]
+            if missing:
+                raise ValueError(f"pool file {path}: dataset(s) {missing} missing (not written by the sample stage)")
             pool = Pool(f["images"][...], f["labels"][...], f["source_index"][...], dict(f.attrs))
-    except (OSError, KeyError) as exc:
-        raise OSError(f"pool file {path} is unreadable or incomplete: {exc}") from exc
+    except OSError as exc:
+        raise OSError(f"pool file {path} is unreadable or truncated: {exc}") from exc
+    check_layout(pool, path)
     if "class_names" in pool.attrs:
         pool.attrs["class_names"] = json.loads(pool.attrs["class_names"])
     if verify and checksum(pool.images, pool.labels, pool.source_index) != pool.attrs.get("checksum"):

@@ -27,7 +27,12 @@ class DataError(RuntimeError):
 
 
 def fit(image: Image.Image, size: int) -> np.ndarray:
-    """Resize the shorter side to ``size`` and centre-crop to a square (torchvision's Resize+CenterCrop)."""
+    """Resize the shorter side to ``size`` and centre-crop to a square (torchvision's Resize+CenterCrop).
+    Grayscale, palette and RGBA images become RGB (alpha dropped); 16-bit ones keep their top 8 bits
+    (PIL's own conversion would clip every value above 255 to white)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.int64)
+        image = Image.fromarray((wide >> 8 if image.mode != "I" or wide.max() > 255 else wide).astype(np.uint8), "L")
     image = image.convert("RGB")
     w, h = image.size
     if (w, h) != (size, size):
@@ -48,6 +53,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
 def _require_dir(path: str, param: str) -> Path:
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{param}: not a directory: {p}")
     if not p.is_dir():
         raise DataError(f"{param}: directory not found: {p}")
     return p

@@ -93,10 +93,10 @@ def run(pools: dict, image_size: int, seed: int, max_bad_fraction: float,
     unknown = set(pools) - set(POOL_ORDER)
     if unknown:
         raise ValueError(f"unknown pool names {sorted(unknown)}; expected {POOL_ORDER}")
-    streams, metrics = {}, {}
-    for name in POOL_ORDER:
+    sources = {name: open_source(pools[name], seed, image_size, f"sample.pools.{name}") for name in POOL_ORDER}
+    streams, metrics = {}, {}  # every source opened (its path checked) before any pool is drawn
+    for name, source in sources.items():
         cfg, param = pools[name], f"sample.pools.{name}"
-        source = open_source(cfg, seed, image_size, param)
         key = source.identity
         if key not in streams:
             streams[key] = IndexStream(source.length, seed)
