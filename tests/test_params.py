@@ -51,6 +51,15 @@ def test_cli_names_the_parameter_behind_a_missing_dataset(tmp_path, params, caps
     code = main(["sample", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "pools"),
                  "--metrics", str(tmp_path / "m.json"), "--quiet"])
     assert code == 2 and "sample.pools.aae.path: directory not found" in capsys.readouterr().err
+    assert not (tmp_path / "pools").exists(), "no pool is drawn before every source is opened"
+
+
+def test_snakemake_dry_run_names_a_missing_dataset_before_any_job(tmp_path, params):
+    params["sample"]["pools"]["test"] = {"source": "imagenet_r", "path": str(tmp_path / "absent"), "n": 4}
+    ws = copy_repo(tmp_path / "ws", params)
+    res = sh(["snakemake", "-n"], ws, check=False)
+    assert res.returncode != 0
+    assert "sample.pools.test.path: directory not found" in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("edit, expected", [
