@@ -109,7 +109,7 @@ def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
     """One 001-style table per metric: rows = defences, columns = Clean, the attacks, Average.
     Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
     order = [CLEAN, *columns]
-    parts = [f"# {title}\n"]
+    parts = [f"# {title}\n", "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"]
     for field, caption in TITLES.items():
         scale = 100 if field in (*M.ACCURACIES, "recovery_ratio") else 1
         fmt = "{:.3f}" if field == "ssim" else "{:.1f}"
@@ -123,8 +123,7 @@ def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
         cells.columns = ["Clean" if c == CLEAN else ("Average" if c == AVERAGE else c) for c in cells.columns]
         align = ("left", *["right"] * len(cells.columns))
         parts.append(f"## {caption}\n\n{cells.to_markdown(disable_numparse=True, colalign=align)}\n")
-    title_note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images."
-    return "\n".join([parts[0], title_note + "\n", *parts[1:]])
+    return "\n".join(parts)
 
 
 def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
