@@ -352,3 +352,18 @@ def test_unusual_but_valid_images_become_rgb(tmp_path, mode, make):
     out = read_image(tmp_path / "x.png", 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     assert np.abs(out.astype(int) - 200).max() <= 1
+
+
+def test_hdf5_attributes_are_read_as_data_never_run(workspace, tmp_path):
+    """Attributes of a set from a remote are strings or JSON to the readers, never code."""
+    from advrecover.data.adversarial import read_adversarial
+
+    path = tmp_path / "fgsm.h5"
+    shutil.copy(workspace / "data/adversarial/test/fgsm.h5", path)
+    code = f"__import__('os').system('touch {tmp_path / MARKER}')"
+    with h5py.File(path, "a") as f:
+        f.attrs["method"] = code
+        f.attrs["params"] = code
+    s = read_adversarial(path)
+    assert s.attrs["method"] == code and s.attrs["params"] == code
+    assert not (tmp_path / MARKER).exists()
