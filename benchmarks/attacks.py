@@ -87,8 +87,10 @@ def timed(attack, x, y):
 def stage_throughput(name, spec, pool_path, victim, p, device, tmp) -> float:
     """Images per second of one run of the attack stage (its own wall-time record)."""
     a = p["attack"]
-    stage = attack_stage.run(name, spec, "test", pool_path, victim, p["victim"], 0, 1, a["batch_size"], a["dtype"], 0,
-                             device, tmp / f"{name}.h5", a["compression"], progress=False)
+    stage = attack_stage.run(name=name, spec=spec, pool_name="test", pool_path=pool_path, victim_path=victim,
+                             victim_cfg=p["victim"], shard=0, n_shards=1, batch_size=a["batch_size"], dtype=a["dtype"],
+                             seed=0, device=device, out_path=tmp / f"{name}.h5", compression=a["compression"],
+                             progress=False)
     return stage["n"] / stage["wall_time_s"]
 
 
@@ -102,8 +104,10 @@ def peak_memory(pool_path: Path, victim: Path, params: Path, work: Path) -> floa
     """Peak RSS (MiB) of one attack stage process (FGSM) on ``pool_path``."""
     code = ("import resource, sys, yaml, torch; from advrecover.stages import attack; "
             "p = yaml.safe_load(open(sys.argv[1])); "
-            "attack.run('fgsm', {'method': 'fgsm', 'eps': 8 / 255}, 'test', sys.argv[2], sys.argv[3], p['victim'], 0, 1, "
-            "p['attack']['batch_size'], 'float32', 0, torch.device('cpu'), sys.argv[4], progress=False); "
+            "attack.run(name='fgsm', spec={'method': 'fgsm', 'eps': 8 / 255}, pool_name='test', pool_path=sys.argv[2], "
+            "victim_path=sys.argv[3], victim_cfg=p['victim'], shard=0, n_shards=1, "
+            "batch_size=p['attack']['batch_size'], dtype='float32', seed=0, device=torch.device('cpu'), "
+            "out_path=sys.argv[4], progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code, str(params), str(pool_path), str(victim), str(work / "m.h5")],
                          check=True, capture_output=True, text=True).stdout

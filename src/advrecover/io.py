@@ -43,6 +43,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def config_digest(*parts) -> str:
+    """SHA-256 of ``parts`` as key-sorted JSON: the identity of a configuration, recorded in a
+    checkpoint or partial output so that a resumed job only continues its own work."""
+    return hashlib.sha256(json.dumps(list(parts) if len(parts) > 1 else parts[0], sort_keys=True).encode()).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()

@@ -35,17 +35,20 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack")
     p = tiny_params()
     s = p["sample"]
-    sample.run(s["pools"], s["image_size"], 0, 0.0, root / "pools", root / "s.json", progress=False)
-    victim.run(p["victim"], 0, torch.device("cpu"), root / "pools", root / "victim.pt", root / "v.json",
-               root / "h.csv", progress=False)
+    sample.run(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0, out_dir=root / "pools",
+               metrics_path=root / "s.json", progress=False)
+    victim.run(cfg=p["victim"], seed=0, device=torch.device("cpu"), pools_dir=root / "pools",
+               model_path=root / "victim.pt", metrics_path=root / "v.json", history_path=root / "h.csv", progress=False)
     return root, p
 
 
 def generate(trained, out, spec=PGD, shard=0, n_shards=1, dtype="float32", batch_size=8, pool="test",
              use_labels=True):
     root, p = trained
-    return attack.run("pgd", spec, pool, root / "pools" / f"{pool}.h5", root / "victim.pt", p["victim"], shard,
-                      n_shards, batch_size, dtype, 0, torch.device("cpu"), out, use_labels=use_labels, progress=False)
+    return attack.run(name="pgd", spec=spec, pool_name=pool, pool_path=root / "pools" / f"{pool}.h5",
+                      victim_path=root / "victim.pt", victim_cfg=p["victim"], shard=shard, n_shards=n_shards,
+                      batch_size=batch_size, dtype=dtype, seed=0, device=torch.device("cpu"), out_path=out,
+                      use_labels=use_labels, progress=False)
 
 
 def datasets(path) -> dict:
@@ -144,8 +147,9 @@ def test_merged_shards_equal_the_unsharded_set(trained, tmp_path):
     shards = [tmp_path / "three" / f"shard-{k}.h5" for k in range(3)]
     for k, path in enumerate(shards):
         generate(trained, path, shard=k, n_shards=3)
-    m1 = attack_merge.run([tmp_path / "one" / "shard-0.h5"], tmp_path / "one.h5", tmp_path / "one.json")
-    m3 = attack_merge.run(shards, tmp_path / "three.h5", tmp_path / "three.json")
+    m1 = attack_merge.run(shard_paths=[tmp_path / "one" / "shard-0.h5"], out_path=tmp_path / "one.h5",
+                          metrics_path=tmp_path / "one.json")
+    m3 = attack_merge.run(shard_paths=shards, out_path=tmp_path / "three.h5", metrics_path=tmp_path / "three.json")
     assert same_data(tmp_path / "one.h5", tmp_path / "three.h5")
     a1, a3 = adv_format.read_attrs(tmp_path / "one.h5"), adv_format.read_attrs(tmp_path / "three.h5")
     differing = {k for k in set(a1) | set(a3) if a1.get(k) != a3.get(k)}
@@ -157,7 +161,8 @@ def test_merge_refuses_shards_of_different_sets(trained, tmp_path):
     generate(trained, tmp_path / "shard-0.h5", shard=0, n_shards=2)
     generate(trained, tmp_path / "shard-1.h5", spec=dict(PGD, steps=2), shard=1, n_shards=2)
     with pytest.raises(ValueError, match="params"):
-        attack_merge.run([tmp_path / "shard-0.h5", tmp_path / "shard-1.h5"], tmp_path / "m.h5", tmp_path / "m.json")
+        attack_merge.run(shard_paths=[tmp_path / "shard-0.h5", tmp_path / "shard-1.h5"], out_path=tmp_path / "m.h5",
+                         metrics_path=tmp_path / "m.json")
     assert not (tmp_path / "m.h5").exists()
 
 
@@ -194,6 +199,7 @@ def test_sigkilled_attack_leaves_nothing_complete_and_resumes_to_the_same_data(t
     assert out.exists() and not out.with_name("slow.h5.partial").exists()
     assert "resuming" in log.read_text()
     reference = tmp_path / "reference.h5"
-    attack.run("slow", p["attack"]["instances"]["slow"], "test", root / "pools" / "test.h5", root / "victim.pt",
-               p["victim"], 0, 1, 4, "float32", p["seed"], torch.device("cpu"), reference, progress=False)
+    attack.run(name="slow", spec=p["attack"]["instances"]["slow"], pool_name="test", pool_path=root / "pools" / "test.h5",
+               victim_path=root / "victim.pt", victim_cfg=p["victim"], shard=0, n_shards=1, batch_size=4,
+               dtype="float32", seed=p["seed"], device=torch.device("cpu"), out_path=reference, progress=False)
     assert same_data(out, reference)

@@ -22,8 +22,8 @@ AAE_CFG = {"widths": [8, 4], "kernel": 3, "stride": 1, "lambda2": 0.001, "warmup
 def setup(tmp_path_factory):
     """A trained tiny CAE, an aae pool and two adversarial sets of it (labels: real in one copy)."""
     d = tmp_path_factory.mktemp("aae")
-    train_cae.run(CAE_CFG, 0, "cpu", unlabelled_pool(d / "cae.h5"), d / "cae.pt", d / "cae.csv", d / "cae.json",
-                  progress=False)
+    train_cae.run(cfg=CAE_CFG, seed=0, device="cpu", pool_path=unlabelled_pool(d / "cae.h5"), model_path=d / "cae.pt",
+                  history_path=d / "cae.csv", metrics_path=d / "cae.json", progress=False)
     pool = unlabelled_pool(d / "aae.h5", n=20, seed=1)
     checksum = read_pool(pool).attrs["checksum"]
     clean = read_pool(pool).images / 255.0
@@ -39,8 +39,9 @@ def train(setup, out, train_set="fgsm", cfg=None, sets=None):
     d, pool, default_sets, _ = setup
     sets = sets or default_sets
     use = sets if train_set == "mixed" else {train_set: sets[train_set]}
-    return train_aae.run(cfg or AAE_CFG, train_set, use, pool, d / "cae.pt", 0, "cpu", out / "aae.pt",
-                         out / "h.csv", out / "m.json", progress=False)
+    return train_aae.run(cfg=cfg or AAE_CFG, train_set=train_set, sets=use, pool_path=pool, cae_path=d / "cae.pt",
+                         seed=0, device="cpu", model_path=out / "aae.pt", history_path=out / "h.csv",
+                         metrics_path=out / "m.json", progress=False)
 
 
 def test_aae_loss_is_eq5_and_eq6_on_hand_checked_tensors():

@@ -23,6 +23,11 @@ def unlabelled_pool(path, n=24, size=8, seed=0):
     return path
 
 
+def run_cae(cfg, pool, model, history, metrics):
+    return train_cae.run(cfg=cfg, seed=0, device="cpu", pool_path=pool, model_path=model, history_path=history,
+                         metrics_path=metrics, progress=False)
+
+
 def test_cae_loss_is_eq1_on_hand_checked_tensors():
     x = torch.zeros(2, 1, 1, 2)
     x_hat = torch.tensor([[1.0, 0.0], [1.0, 1.0]]).reshape(2, 1, 1, 2)  # squared errors 1+0+1+1 over 4 elements
@@ -35,8 +40,7 @@ def test_cae_loss_is_eq1_on_hand_checked_tensors():
 
 def test_trains_on_an_unlabelled_pool_and_writes_its_outputs(tmp_path):
     pool = unlabelled_pool(tmp_path / "cae.h5")
-    metrics = train_cae.run(CFG, 0, "cpu", pool, tmp_path / "cae.pt", tmp_path / "h.csv", tmp_path / "m.json",
-                            progress=False)
+    metrics = run_cae(CFG, pool, tmp_path / "cae.pt", tmp_path / "h.csv", tmp_path / "m.json")
     assert metrics["n"] == 24 and np.isfinite(metrics["psnr_train"])
     history = (tmp_path / "h.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,recon,kl" and len(history) == 1 + CFG["epochs"]
@@ -46,16 +50,14 @@ def test_trains_on_an_unlabelled_pool_and_writes_its_outputs(tmp_path):
 
 def test_training_lowers_the_reconstruction_error(tmp_path):
     pool = unlabelled_pool(tmp_path / "cae.h5", n=64)
-    train_cae.run({**CFG, "epochs": 8}, 0, "cpu", pool, tmp_path / "cae.pt", tmp_path / "h.csv", tmp_path / "m.json",
-                  progress=False)
+    run_cae({**CFG, "epochs": 8}, pool, tmp_path / "cae.pt", tmp_path / "h.csv", tmp_path / "m.json")
     recon = [float(line.split(",")[2]) for line in (tmp_path / "h.csv").read_text().splitlines()[1:]]
     assert recon[-1] < 0.8 * recon[0]
 
 
 def test_resume_after_a_killed_epoch_gives_the_same_weights(tmp_path, monkeypatch):
     pool = unlabelled_pool(tmp_path / "cae.h5")
-    train_cae.run(CFG, 0, "cpu", pool, tmp_path / "full.pt", tmp_path / "full.csv", tmp_path / "full.json",
-                  progress=False)
+    run_cae(CFG, pool, tmp_path / "full.pt", tmp_path / "full.csv", tmp_path / "full.json")
 
     from advrecover import training
 
@@ -70,12 +72,10 @@ def test_resume_after_a_killed_epoch_gives_the_same_weights(tmp_path, monkeypatc
 
     monkeypatch.setattr(training, "run_epoch", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train_cae.run(CFG, 0, "cpu", pool, tmp_path / "cut.pt", tmp_path / "cut.csv", tmp_path / "cut.json",
-                      progress=False)
+        run_cae(CFG, pool, tmp_path / "cut.pt", tmp_path / "cut.csv", tmp_path / "cut.json")
     assert (tmp_path / "cut.ckpt").exists() and not (tmp_path / "cut.pt").exists()
     monkeypatch.setattr(training, "run_epoch", real)
-    train_cae.run(CFG, 0, "cpu", pool, tmp_path / "cut.pt", tmp_path / "cut.csv", tmp_path / "cut.json",
-                  progress=False)
+    run_cae(CFG, pool, tmp_path / "cut.pt", tmp_path / "cut.csv", tmp_path / "cut.json")
     full, cut = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["state_dict"] for n in ("full", "cut"))
     assert all(torch.equal(full[k], cut[k]) for k in full)
     assert (tmp_path / "full.csv").read_text() == (tmp_path / "cut.csv").read_text()
@@ -84,6 +84,5 @@ def test_resume_after_a_killed_epoch_gives_the_same_weights(tmp_path, monkeypatc
 def test_a_non_finite_loss_stops_with_the_epoch_and_the_term(tmp_path):
     pool = unlabelled_pool(tmp_path / "cae.h5")
     with pytest.raises(NonFiniteLoss, match=r"loss term '(loss|recon|kl)' is (nan|inf) at epoch 1"):
-        train_cae.run({**CFG, "lr": 1e30, "optimizer": "sgd"}, 0, "cpu", pool, tmp_path / "cae.pt",
-                      tmp_path / "h.csv", tmp_path / "m.json", progress=False)
+        run_cae({**CFG, "lr": 1e30, "optimizer": "sgd"}, pool, tmp_path / "cae.pt", tmp_path / "h.csv", tmp_path / "m.json")
     assert not (tmp_path / "cae.pt").exists()

@@ -17,14 +17,15 @@ from advrecover.stages import sample, victim
 def pools(tmp_path, params):
     s = params["sample"]
     s["pools"]["victim"]["n"] = 400
-    sample.run(s["pools"], s["image_size"], 0, 0.0, tmp_path / "pools", tmp_path / "s.json", progress=False)
+    sample.run(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0, out_dir=tmp_path / "pools",
+               metrics_path=tmp_path / "s.json", progress=False)
     return tmp_path / "pools"
 
 
 def run(tmp_path, cfg, pools_dir):
     paths = dict(model_path=tmp_path / "victim.pt", metrics_path=tmp_path / "victim.json",
                  history_path=tmp_path / "history.csv")
-    metrics = victim.run(cfg, 0, torch.device("cpu"), pools_dir, progress=False, **paths)
+    metrics = victim.run(cfg=cfg, seed=0, device=torch.device("cpu"), pools_dir=pools_dir, progress=False, **paths)
     return metrics, paths
 
 

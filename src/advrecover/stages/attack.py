@@ -13,8 +13,6 @@ and the file is renamed to ``<out>`` only when complete. Every batch is seeded b
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -28,7 +26,7 @@ from tqdm import tqdm
 from .. import attacks
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
-from ..io import sha256_file
+from ..io import config_digest, sha256_file
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
@@ -84,13 +82,13 @@ class CleanLogits:
         return self.logits.argmax(1)
 
 
-def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype: str, chunk: int,
+def _open_partial(partial: Path, key: str, n_rows: int, size: int, dtype: str, chunk: int,
                   compression: str):
     """Open the partial output, resuming when it belongs to this exact configuration."""
     if partial.exists():
         try:
             f = h5py.File(partial, "a")
-            if f.attrs.get("config_key") == config_key and "images" in f:
+            if f.attrs.get("config_key") == key and "images" in f:
                 done = int(f.attrs.get("done_batches", 0))
                 log.info("resuming %s after %d finished batches", partial, done)
                 return f, done
@@ -100,13 +98,56 @@ def _open_partial(partial: Path, config_key: str, n_rows: int, size: int, dtype:
         partial.unlink()
     f = h5py.File(partial, "w")
     adv_format.create(f, n_rows, size, dtype, chunk, compression)
-    f.attrs["config_key"] = config_key
+    f.attrs["config_key"] = key
     f.attrs["done_batches"] = 0
     f.attrs["wall_time_s"] = 0.0
     return f, 0
 
 
-def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
+def attack_batch(attack, model: torch.nn.Module, clean_logits: CleanLogits, x: torch.Tensor, label: np.ndarray,
+                 labelled: bool, dtype: str, device) -> dict:
+    """Attack one batch ``x`` (seeded by the caller): the stored images and every column of the set
+    format, predictions and norms computed on the stored (quantised) images."""
+    clean_logits.expect(x)
+    if labelled:
+        y = torch.from_numpy(label).to(device)
+        adv = attack(x, y).detach()
+        pred_clean = clean_logits.predictions()
+    else:  # the target is the victim's clean prediction, needed before the attack
+        y = pred_clean = clean_logits.predictions()
+        adv = attack(x, y).detach()
+    stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
+    adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).to(device)
+    with torch.no_grad():
+        pred_adv = model(adv_f).argmax(1)
+    delta = (adv_f - x).flatten(1)
+    return {"images": stored, "label": label, "pred_clean": pred_clean.cpu().numpy(),
+            "pred_adv": pred_adv.cpu().numpy(), "success": (pred_adv != y).cpu().numpy(),
+            "l2": delta.norm(dim=1).cpu().numpy(), "linf": delta.abs().amax(dim=1).cpu().numpy()}
+
+
+def append(f: h5py.File, rows: slice, pool_index: np.ndarray, columns: dict, seconds: float) -> None:
+    """Write one finished batch into the partial file and record it as done (then flush)."""
+    f["images"][rows] = columns["images"]  # datasets in the order of the format: the same bytes as before
+    f["pool_index"][rows] = pool_index
+    for name in adv_format.COLUMNS:
+        if name != "pool_index":
+            f[name][rows] = columns[name]
+    f.attrs["done_batches"] = int(f.attrs["done_batches"]) + 1
+    f.attrs["wall_time_s"] = float(f.attrs["wall_time_s"]) + seconds
+    f.flush()
+
+
+def set_attributes(*, name: str, spec: dict, pool_name: str, pool_checksum: str, victim_checksum: str, seed: int,
+                   dtype: str, compression: str, batch_size: int, shard: int, n_shards: int, labelled: bool) -> dict:
+    """The attributes a finished set records (its provenance; the checksums are checked by readers)."""
+    return {"attack": name, "method": spec["method"], "params": {k: v for k, v in spec.items() if k != "method"},
+            "pool": pool_name, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum, "seed": seed,
+            "dtype": dtype, "compression": compression, "batch_size": batch_size, "shard": shard,
+            "n_shards": n_shards, "target": "label" if labelled else "prediction", "versions": versions()}
+
+
+def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
         compression: str = "blosc", use_labels: bool = True, progress: bool = True) -> dict:
     """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters).
@@ -120,22 +161,17 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
         n, size = pool["images"].shape[0], pool["images"].shape[1]
         pool_checksum = pool.attrs["checksum"]
         labelled = use_labels and bool((pool["labels"][...] >= 0).all())
-    victim_checksum = sha256_file(victim_path)
     batches = shard_batches(n, batch_size, shard, n_shards)
-    rows = sum(e - s for _, s, e in batches)
-    first = batches[0][1] if batches else 0
-    attrs = {"attack": name, "method": spec["method"], "params": {k: v for k, v in spec.items() if k != "method"},
-             "pool": pool_name, "pool_checksum": pool_checksum, "victim_checksum": victim_checksum, "seed": seed,
-             "dtype": dtype, "compression": compression, "batch_size": batch_size, "shard": shard,
-             "n_shards": n_shards, "target": "label" if labelled else "prediction", "versions": versions()}
-    config_key = hashlib.sha256(json.dumps({k: v for k, v in attrs.items() if k != "versions"},
-                                           sort_keys=True).encode()).hexdigest()
+    rows, first = sum(e - s for _, s, e in batches), batches[0][1] if batches else 0
+    attrs = set_attributes(name=name, spec=spec, pool_name=pool_name, pool_checksum=pool_checksum,
+                           victim_checksum=sha256_file(victim_path), seed=seed, dtype=dtype, compression=compression,
+                           batch_size=batch_size, shard=shard, n_shards=n_shards, labelled=labelled)
     model = victims.load(victim_path, victim_cfg).to(device, memory_format=torch.channels_last)
-    attack = attacks.build(spec, model)
-    clean_logits = CleanLogits(model)
+    attack, clean_logits = attacks.build(spec, model), CleanLogits(model)
     partial = out_path.with_name(out_path.name + ".partial")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    f, done = _open_partial(partial, config_key, rows, size, dtype, batch_size, compression)
+    key = config_digest({k: v for k, v in attrs.items() if k != "versions"})
+    f, done = _open_partial(partial, key, rows, size, dtype, batch_size, compression)
     try:
         with h5py.File(pool_path, "r") as pool, tqdm(total=len(batches), initial=done, unit="batch",
                                                     desc=f"attack {pool_name}/{name} shard {shard}",
@@ -144,38 +180,14 @@ def run(name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_pat
                 t0 = time.perf_counter()
                 # channels-last inputs match the model's layout: no conversion inside every step
                 x = to_tensor(pool["images"][start:end]).to(device).contiguous(memory_format=torch.channels_last)
-                label = pool["labels"][start:end]
                 torch.manual_seed(batch_seed(seed, b))
-                clean_logits.expect(x)
-                if labelled:
-                    y = torch.from_numpy(label).to(device)
-                    adv = attack(x, y).detach()
-                    pred_clean = clean_logits.predictions()
-                else:  # the target is the victim's clean prediction, needed before the attack
-                    y = pred_clean = clean_logits.predictions()
-                    adv = attack(x, y).detach()
-                stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
-                adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).to(device)
-                with torch.no_grad():
-                    pred_adv = model(adv_f).argmax(1)
-                delta = (adv_f - x).flatten(1)
-                r = slice(start - first, end - first)
-                f["images"][r] = stored
-                f["pool_index"][r] = np.arange(start, end)
-                f["label"][r] = label
-                f["pred_clean"][r] = pred_clean.cpu().numpy()
-                f["pred_adv"][r] = pred_adv.cpu().numpy()
-                f["success"][r] = (pred_adv != y).cpu().numpy()
-                f["l2"][r] = delta.norm(dim=1).cpu().numpy()
-                f["linf"][r] = delta.abs().amax(dim=1).cpu().numpy()
-                f.attrs["done_batches"] = int(f.attrs["done_batches"]) + 1
-                f.attrs["wall_time_s"] = float(f.attrs["wall_time_s"]) + time.perf_counter() - t0
-                f.flush()
+                columns = attack_batch(attack, model, clean_logits, x, pool["labels"][start:end], labelled, dtype,
+                                       device)
+                append(f, slice(start - first, end - first), np.arange(start, end), columns, time.perf_counter() - t0)
                 bar.update()
                 log.info("batch %d/%d done", b + 1, batches[-1][0] + 1)
         adv_format.dump_attrs(f, attrs)
-        wall = float(f.attrs["wall_time_s"])
-        success = float(f["success"][...].mean()) if rows else 0.0
+        wall, success = float(f.attrs["wall_time_s"]), float(f["success"][...].mean()) if rows else 0.0
     finally:
         f.close()
         clean_logits.handle.remove()

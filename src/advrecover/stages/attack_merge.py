@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PER_SHARD = {"shard", "wall_time_s", "done_batches", "config_key"}
 
 
-def run(shard_paths: list[str | Path], out_path: str | Path, metrics_path: str | Path) -> dict:
+def run(*, shard_paths: list[str | Path], out_path: str | Path, metrics_path: str | Path) -> dict:
     """Merge ``shard_paths`` (in shard order) into ``out_path``; write summary metrics."""
     shards = [Path(p) for p in shard_paths]
     for p in shards:

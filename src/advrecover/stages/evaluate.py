@@ -126,7 +126,30 @@ def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
     return "\n".join(parts)
 
 
-def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
+class Cells:
+    """``cells(defence, train_set, column) -> M.Scores``: each cell evaluated once, each defence
+    model built once (the seen and unseen tables share most cells)."""
+
+    def __init__(self, defences: dict, models_dir, victim, clean: torch.Tensor, inputs: dict, labels: np.ndarray,
+                 pred_clean: np.ndarray, tau: float, batch_size: int, device):
+        self.defences, self.models_dir, self.victim, self.clean, self.inputs = defences, models_dir, victim, clean, inputs
+        self.labels, self.pred_clean, self.tau, self.batch_size, self.device = labels, pred_clean, tau, batch_size, device
+        self.built, self.scores = {}, {}
+
+    def __call__(self, name: str, train_set: str | None, column: str) -> M.Scores:
+        if (name, train_set, column) not in self.scores:
+            if (name, train_set) not in self.built:
+                defence = defence_registry.build(self.defences[name], self.models_dir, train_set)
+                self.built[name, train_set] = defence.to(self.device)
+            self.scores[name, train_set, column] = evaluate_cell(
+                self.built[name, train_set], self.victim, self.clean, self.inputs[column], self.labels,
+                self.pred_clean, self.tau, self.batch_size, self.device)
+            log.info("%s [%s] on %s: accuracy %.3f", name, train_set, column,
+                     self.scores[name, train_set, column].correct.mean())
+        return self.scores[name, train_set, column]
+
+
+def run(*, defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
         victim_path: str | Path, victim_cfg: dict, models_dir: str | Path, tau: float, batch_size: int, seed: int,
         device, results_dir: str | Path, metrics_path: str | Path) -> dict:
     """Evaluate every defence on every column; write the results and metrics files."""
@@ -148,18 +171,7 @@ def run(defences: dict, columns: list[str], train_on: list[str], pool_path: str 
         pred_clean = np.concatenate([victim(clean[s:s + batch_size].to(device)).argmax(1).cpu().numpy()
                                      for s in range(0, len(clean), batch_size)]) if len(clean) else labels
 
-    built, cache = {}, {}
-
-    def cell(name, train_set, column):
-        if (name, train_set, column) not in cache:
-            if (name, train_set) not in built:
-                built[name, train_set] = defence_registry.build(defences[name], models_dir, train_set).to(device)
-            cache[name, train_set, column] = evaluate_cell(built[name, train_set], victim, clean, inputs[column],
-                                                           labels, pred_clean, tau, batch_size, device)
-            log.info("%s [%s] on %s: accuracy %.3f", name, train_set, column,
-                     cache[name, train_set, column].correct.mean())
-        return cache[name, train_set, column]
-
+    cell = Cells(defences, models_dir, victim, clean, inputs, labels, pred_clean, tau, batch_size, device)
     results_dir = Path(results_dir)
     summary = {}
     for protocol in ("seen", "unseen"):

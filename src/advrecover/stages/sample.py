@@ -87,7 +87,7 @@ def draw_pool(source, stream: IndexStream, n: int, name: str, workers: int = 1, 
     return images[:got], labels[:got], index[:got], bad
 
 
-def run(pools: dict, image_size: int, seed: int, max_bad_fraction: float,
+def run(*, pools: dict, image_size: int, seed: int, max_bad_fraction: float,
         out_dir: str | Path, metrics_path: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Draw every pool in ``pools`` (name -> source config) and write ``<out_dir>/<name>.h5``."""
     unknown = set(pools) - set(POOL_ORDER)

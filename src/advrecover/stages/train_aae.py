@@ -13,8 +13,6 @@ Only images are read: labels never reach either model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import torch
 
 from .. import training
 from ..data.adversarial import read_adversarial, read_attrs
-from ..io import sha256_file, write_json
+from ..io import config_digest, sha256_file, write_json
 from ..models import autoencoder as ae
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: dict, layout: dict, seed: 
     return model.eval()
 
 
-def run(cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
+def run(*, cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
         device, model_path: str | Path, history_path: str | Path, metrics_path: str | Path,
         progress: bool = True) -> dict:
     """Train the AAE on the aae pool's adversarial set(s) against the frozen CAE at ``cae_path``."""
@@ -107,8 +105,7 @@ def run(cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path,
         raise ValueError(f"the {train_set} training set is empty (sample.pools.aae.n)")
     cae = ae.load(cae_path)
     layout = {k: cae.layout_config[k] for k in ("layout", "patch")}
-    key = hashlib.sha256(json.dumps([cfg, train_set, seed, sha256_file(cae_path), pool_checksum, victim_checksum],
-                                    sort_keys=True).encode()).hexdigest()
+    key = config_digest(cfg, train_set, seed, sha256_file(cae_path), pool_checksum, victim_checksum)
     model = train(cae, images, cfg, layout, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
                   progress)
     ae.save(model_path, model.cpu(), {**cfg, **layout}, images.shape[-1])

@@ -7,8 +7,6 @@ it has any, never reach the model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import torch
 from .. import training
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
-from ..io import write_json
+from ..io import config_digest, write_json
 from ..models import autoencoder as ae
 
 log = logging.getLogger(__name__)
@@ -51,14 +49,14 @@ def train(images: torch.Tensor, cfg: dict, seed: int, device, history_path, chec
     return model.eval()
 
 
-def run(cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
+def run(*, cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train the CAE on the pool's images; write the model, the per-epoch history and metrics."""
     pool = read_pool(pool_path)
     if not len(pool.images):
         raise ValueError(f"{pool_path}: the cae pool is empty (sample.pools.cae.n)")
     images = to_tensor(pool.images)
-    key = hashlib.sha256(json.dumps([cfg, seed, pool.attrs["checksum"]], sort_keys=True).encode()).hexdigest()
+    key = config_digest(cfg, seed, pool.attrs["checksum"])
     model = train(images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key, progress)
     ae.save(model_path, model.cpu(), cfg, images.shape[-1])
     metrics = {"n": len(images), "psnr_train": round(ae.mean_psnr(model, images, "cpu"), 4)}

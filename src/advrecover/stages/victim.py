@@ -8,8 +8,6 @@ wraps a torchvision architecture with weights the user has on disk.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import torch.nn.functional as F
 from ..data.pools import POOL_ORDER, read_pool
 from ..data.tensors import to_tensor
 from .. import training
-from ..io import atomic_path, write_json
+from ..io import atomic_path, config_digest, write_json
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, d
     return model
 
 
-def run(cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | Path,
+def run(*, cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | Path,
         metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train or load the victim, write its state dict, and its clean accuracy on every labelled pool."""
     torch.manual_seed(seed)
@@ -104,7 +102,7 @@ def run(cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | P
                              "(sample.pools.victim: a labelled source and n > 0)")
         class_names = train_pool.class_names
         model = victims.build(cfg, class_names)
-        key = hashlib.sha256(json.dumps([cfg, seed, train_pool.attrs["checksum"]], sort_keys=True).encode()).hexdigest()
+        key = config_digest(cfg, seed, train_pool.attrs["checksum"])
         model = train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path),
                       Path(model_path).with_suffix(".ckpt"), key, progress)
     else:
