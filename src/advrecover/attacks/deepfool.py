@@ -19,7 +19,7 @@ from . import register
 
 
 class BatchedDeepFool(Attack):
-    def __init__(self, model, steps: int = 50, overshoot: float = 0.02, candidates: int = 10):
+    def __init__(self, model, steps: int, overshoot: float, candidates: int):
         super().__init__("BatchedDeepFool", model)
         self.steps, self.overshoot, self.candidates = steps, overshoot, candidates
         self.supported_mode = ["default"]
@@ -65,8 +65,10 @@ class BatchedDeepFool(Attack):
 
 
 @register("deepfool")
-def deepfool(model, steps: int, overshoot: float, impl: str = "batched", candidates: int = 10):
-    """``impl``: ``batched`` (ours) or ``torchattacks`` (one image at a time, all classes)."""
+def deepfool(model, steps: int = 50, overshoot: float = 0.02, impl: str = "batched", candidates: int = 5):
+    """DeepFool, L2 (Moosavi-Dezfooli, Fawzi and Frossard 2016, Algorithm 2). Arguments: ``steps`` (50),
+    ``overshoot`` (0.02), ``impl``: ``batched`` (ours, default) or ``torchattacks`` (one image at a time,
+    all classes), ``candidates`` (5: classes of highest logit searched for the nearest boundary)."""
     if impl == "torchattacks":
         return torchattacks.DeepFool(model, steps=steps, overshoot=overshoot)
     if impl != "batched":

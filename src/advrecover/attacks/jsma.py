@@ -22,7 +22,7 @@ from .jacobian import logits_and_jacobian
 
 
 class BatchedJSMA(Attack):
-    def __init__(self, model, theta: float = 1.0, gamma: float = 0.1, candidates: int = 64, target: str = "next"):
+    def __init__(self, model, theta: float, gamma: float, candidates: int, target: str):
         super().__init__("BatchedJSMA", model)
         self.theta, self.gamma, self.candidates, self.target = theta, gamma, candidates, target
         self.supported_mode = ["default"]
@@ -92,7 +92,11 @@ class TorchattacksJSMA(torchattacks.JSMA):
 
 @register("jsma")
 def jsma(model, gamma: float, theta: float = 1.0, impl: str = "batched", candidates: int = 64, target: str = "next"):
-    """``impl``: ``batched`` (ours) or ``torchattacks`` (one image at a time, 10 classes, F^2 memory)."""
+    """JSMA, L0 (Papernot et al. 2016, the saliency map of eq. (8)-(9) over feature pairs). Arguments:
+    ``gamma`` (share of features changed at most), ``theta`` (1.0: the change per feature), ``impl``:
+    ``batched`` (ours, default) or ``torchattacks`` (one image at a time, 10 classes, F^2 memory),
+    ``candidates`` (64: features of highest single saliency paired), ``target`` (``next``: (y + 1) mod K,
+    or ``least_likely``)."""
     if impl == "torchattacks":
         return TorchattacksJSMA(model, theta=theta, gamma=gamma)
     if impl != "batched":

@@ -32,8 +32,7 @@ def haar_lowpass(x: torch.Tensor) -> torch.Tensor:
 
 
 class SSAH(Attack):
-    def __init__(self, model, steps: int = 150, lr: float = 1e-3, alpha: float = 1.0,
-                 lambda_lf: float = 0.1, margin: float = 0.2):
+    def __init__(self, model, steps: int, lr: float, alpha: float, lambda_lf: float, margin: float):
         super().__init__("SSAH", model)
         self.steps, self.lr, self.alpha, self.lambda_lf, self.margin = steps, lr, alpha, lambda_lf, margin
         self.features = penultimate(model)
@@ -68,5 +67,7 @@ class SSAH(Attack):
 
 @register("ssah")
 def ssah(model, steps: int, lr: float, alpha: float = 1.0, lambda_lf: float = 0.1, margin: float = 0.2):
-    """001 Table I lists alpha = 0.01; the official code uses 1 (both configurable)."""
+    """SSAH (Luo et al. 2022), no norm ball: ``steps``, ``lr`` (Adam on the tanh variable), ``alpha`` (1.0,
+    the official code; Li, Angelov and Suri list 0.01), ``lambda_lf`` (0.1: weight of the Haar-LL term),
+    ``margin`` (0.2: of the feature-similarity loss)."""
     return SSAH(model, steps=steps, lr=lr, alpha=alpha, lambda_lf=lambda_lf, margin=margin)

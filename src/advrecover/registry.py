@@ -1,0 +1,66 @@
+"""One registry for every family of methods (attacks, defences, and the families to come).
+
+A family registers builders explicitly by method name; ``params.yaml`` names *entries* (a
+``method`` and its parameters). The registry checks an entry before any work (unknown method,
+a parameter the method does not take, a required one missing: each message names the params
+path) and builds it. A builder's signature is the one place its defaults live: its first
+arguments are the ``context`` the stage supplies (the model, a models directory), the rest are
+the entry's parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+
+class Registry:
+    """The methods of one family: ``register(name)`` decorates a builder, ``check`` and ``build``
+    take params entries ``{"method": name, **parameters}``."""
+
+    def __init__(self, family: str, context: tuple[str, ...]):
+        self.family, self.context, self.builders, self.traits = family, context, {}, {}
+
+    def register(self, name: str, **traits):
+        """Register ``builder(*context, **parameters)`` under ``name``, with declared ``traits``."""
+
+        def deco(builder):
+            self.builders[name], self.traits[name] = builder, traits
+            return builder
+
+        return deco
+
+    def parameters(self, method: str) -> dict:
+        """Parameter name -> default (``inspect.Parameter.empty`` when required) of a method."""
+        params = inspect.signature(self.builders[method]).parameters
+        return {k: p.default for k, p in params.items() if k not in self.context}
+
+    def check(self, entries: dict, where: str) -> None:
+        """Fail on an unknown method, an unknown parameter or a missing one, naming ``where.entry.key``."""
+        for name, spec in entries.items():
+            method = spec.get("method")
+            if method not in self.builders:
+                raise ValueError(f"{where}.{name}.method: unknown {self.family} {method!r}; known: "
+                                 f"{sorted(self.builders)}")
+            accepted = self.parameters(method)
+            for key in spec:
+                if key != "method" and key not in accepted:
+                    raise ValueError(f"{where}.{name}.{key}: {method} takes no parameter {key!r}; "
+                                     f"it takes {list(accepted)}")
+            missing = [k for k, v in accepted.items() if v is inspect.Parameter.empty and k not in spec]
+            if missing:
+                raise ValueError(f"{where}.{name}: {method} needs {missing}")
+
+    def build(self, spec: dict, *context):
+        """The method of one entry, given the stage's ``context`` arguments."""
+        return self.builders[spec["method"]](*context, **{k: v for k, v in spec.items() if k != "method"})
+
+    def trait(self, method: str, name: str, default=None):
+        return self.traits[method].get(name, default)
+
+
+def load_modules(package: str, path) -> None:
+    """Import every module of a family's package, so that each registers its methods."""
+    for mod in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{mod.name}")
