@@ -1,4 +1,5 @@
-# advrecover: the Snakemake entry point. Stages come from dvc.yaml (see workflow/rules/).
+# advrecover: the Snakemake entry point. The rules in workflow/rules/ are generated from dvc.yaml,
+# the single source of truth for stages (`python -m advrecover.rules`).
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -26,7 +27,10 @@ localrules:
 
 rule all:
     input:
-        [target for stage in STAGES for target in stage.targets],
+        all_targets,
 
 
-include: "workflow/rules/stages.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/attacks.smk"
+include: "workflow/rules/recovery.smk"
+include: "workflow/rules/evaluation.smk"

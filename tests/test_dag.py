@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from helpers import REPO, copy_repo, sh, snakemake_jobs, tiny_params
 
 MATRIX_STAGE = """
   copy:
+    meta: {topic: data}
     matrix:
       pool: [cae, test]
       word: [a, b]
@@ -55,6 +57,7 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
         text = (ws / "dvc.yaml").read_text()
         assert "\n# How" in text
         (ws / "dvc.yaml").write_text(text.replace("\n# How", extra + "\n# How", 1))
+        sh(["python", "-m", "advrecover.rules"], ws)  # a stage added to dvc.yaml needs its rule regenerated
     jobs = snakemake_jobs(sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout, ws)
     stages, params = dvc_stages(ws)
     assert jobs == stages
@@ -66,6 +69,33 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
         dvc_keys = {k for address, keys in params.items() if address.split("@")[0] == spec.name for k in keys}
         if not spec.wildcards:
             assert set(spec.params) == {dag.param_name(k) for k in dvc_keys}
+
+
+def test_generated_rules_are_current():
+    """workflow/rules/<topic>.smk are what `python -m advrecover.rules` writes from dvc.yaml."""
+    from advrecover import rules
+
+    generated = rules.generate(REPO)
+    assert set(generated) == {str(p.relative_to(REPO)) for p in (REPO / "workflow/rules").glob("*.smk")} - \
+        {"workflow/rules/common.smk"}
+    for path, text in generated.items():
+        assert (REPO / path).read_text() == text, f"{path} is stale: run `python -m advrecover.rules`"
+
+
+def test_each_rule_is_literal_with_named_directives():
+    text = "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk") if p.name != "common.smk")
+    names = re.findall(r"^rule (\w+):", text, re.M)
+    assert sorted(names) == sorted(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    for block in re.split(r"\n(?=rule )", text)[1:]:
+        for directive in ("input", "output", "log", "benchmark", "params", "shell"):
+            assert f"\n    {directive}:" in block, (block.splitlines()[0], directive)
+    assert "for stage in" not in text
+
+
+def test_list_rules_names_every_stage(tmp_path):
+    ws = copy_repo(tmp_path / "ws", tiny_params())
+    listed = set(sh(["snakemake", "--list-rules"], ws).stdout.split())
+    assert set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]) | {"all"} <= listed
 
 
 def test_lint_is_clean_and_the_slurm_profile_plans(tmp_path):

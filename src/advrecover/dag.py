@@ -1,4 +1,8 @@
-"""Read ``dvc.yaml`` into rule specifications for the Snakefile: one DAG, two runners.
+"""Read ``dvc.yaml`` rendered with the params: one DAG, two runners.
+
+The Snakefile uses it for its target list and for dependencies on directories of outputs
+(``workflow/rules/common.smk``); ``advrecover.rules`` for generating the rules; the tests for
+comparing both runners.
 
 ``dvc.yaml`` is the single source of truth for stages, commands, dependencies, outputs and
 parameter dependencies. ``${key.path}`` is rendered from the params (as DVC does); a ``matrix``
@@ -34,6 +38,7 @@ class Stage:
     log: str
     benchmark: str
     wildcards: dict[str, list[str]] = field(default_factory=dict)  # matrix key -> values
+    directory: list[bool] = field(default_factory=list)  # per dvc.yaml dep: a directory of other stages' outputs
 
     def command(self, wildcards) -> str:
         """The shell command of one job (Snakemake calls this with the job's wildcards)."""
@@ -155,7 +160,7 @@ def expand_directory_deps(stages: list[Stage]) -> None:
     wildcards that the depending stage lacks are expanded over their matrix values, and the
     outputs that then lie under the directory are the deps."""
     for stage in stages:
-        deps = []
+        deps, stage.directory = [], []
         for dep in stage.deps:
             prefix = dep.rstrip("/") + "/"
             inner = []
@@ -169,6 +174,7 @@ def expand_directory_deps(stages: list[Stage]) -> None:
                         if path.startswith(prefix):
                             inner.append(path)
             deps.extend(inner or [dep])
+            stage.directory.append(bool(inner))
         stage.deps = deps
 
 

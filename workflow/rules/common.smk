@@ -1,9 +1,35 @@
-# The stages of dvc.yaml, rendered with the validated params (src/advrecover/dag.py).
+# Helpers of the generated rule files (data.smk, attacks.smk, recovery.smk, evaluation.smk) and of
+# the target list of the Snakefile: the stages of dvc.yaml rendered with the validated params
+# (src/advrecover/dag.py).
+import os
+import re
+
 from snakemake_interface_common.exceptions import WorkflowError
 
 from advrecover.dag import load_stages
 
 STAGES = load_stages("dvc.yaml", config)
+
+
+def all_targets(wildcards):
+    """Every output of every stage instance under the current params (the Snakefile's targets)."""
+    return [target for stage in STAGES for target in stage.targets]
+
+
+def outputs_under(directory):
+    """Input function for a DVC dependency on a directory of other stages' outputs: every output
+    of the DAG under ``directory`` (its wildcards filled in from the job's)."""
+
+    def inputs(wildcards):
+        prefix = os.path.join(os.path.normpath(directory.format(**dict(wildcards.items()))), "")
+        return [target for target in all_targets(wildcards) if target.startswith(prefix)]
+
+    return inputs
+
+
+def choices(values):
+    """A wildcard constraint: exactly one of ``values`` (a params list)."""
+    return "|".join(re.escape(str(v)) for v in values)
 
 
 def stage_threads():

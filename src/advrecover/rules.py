@@ -1,0 +1,155 @@
+"""Write the Snakemake rules of ``dvc.yaml``: one literal, named rule per stage, in topic files.
+
+``dvc.yaml`` stays the single source of truth; ``workflow/rules/<topic>.smk`` (the topic is the
+stage's ``meta.topic``) are generated from it and committed, so a Snakemake user reads ordinary
+rules with named ``input``, ``output``, ``log``, ``benchmark``, ``params`` and ``shell``, and a
+test fails when they are stale. Generated rules read every parameter value from ``config`` when
+Snakemake parses them, so editing ``params.yaml`` (an attack list, a variant) needs no
+regeneration; editing a stage in ``dvc.yaml`` does:
+
+    python -m advrecover.rules            # rewrite workflow/rules/*.smk from dvc.yaml
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import dag
+from .params import load as load_params
+
+_VAR = dag._VAR
+HEADER = ("# Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate\n"
+          "# (tests/test_dag.py fails while this file is stale). Helpers: common.smk.\n")
+
+
+def _config(key: str) -> str:
+    """Python expression of a params key, ``a.b`` -> ``config["a"]["b"]``."""
+    return "config" + "".join(f'["{part}"]' for part in key.split("."))
+
+
+def _translate(text: str, literal, variable) -> str:
+    """``text`` with its literal parts passed through ``literal`` and each ``${key}`` through ``variable``."""
+    out, pos = [], 0
+    for m in _VAR.finditer(text):
+        out += [literal(text[pos:m.start()]), variable(m.group(1))]
+        pos = m.end()
+    return "".join(out) + literal(text[pos:])
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _path(text: str) -> str:
+    """Python expression of a dvc.yaml path: ``${item.k}`` becomes the wildcard ``{k}``, ``${a.b}``
+    the value of ``config`` (an f-string then)."""
+    def escape(t):
+        return t.replace("{", "{{").replace("}", "}}")
+
+    if all(m.group(1).startswith("item.") for m in _VAR.finditer(text)):
+        return _quote(_translate(text, escape, lambda k: "{" + k[5:] + "}"))
+    return "f" + _quote(_translate(text, lambda t: escape(escape(t)),
+                                   lambda k: "{{" + k[5:] + "}}" if k.startswith("item.") else
+                                   "{" + _config(k).replace('"', "'") + "}"))
+
+
+def _shell(cmd: str, scalars: dict) -> str:
+    """The command with wildcards as ``{wildcards.k}`` and params values as ``{params.name}``."""
+    def variable(key):
+        if key.startswith("item."):
+            return "{wildcards." + key[5:] + "}"
+        scalars[dag.param_name(key)] = _config(key)
+        return "{params." + dag.param_name(key) + "}"
+
+    return _translate(cmd, lambda t: t.replace("{", "{{").replace("}", "}}"), variable)
+
+
+def _trigger(key: str) -> tuple[str, str]:
+    """(name, value expression) of a params dependency: Snakemake re-runs a job when it changes, as DVC does."""
+    name = dag.param_name(_VAR.sub(lambda m: m.group(1)[5:], key))
+    parts = [(f"wildcards.{p[7:-1]}" if p.startswith("${item.") else f'"{p}"') for p in re.split(r"\.(?![^{]*\})", key)]
+    if any(p.startswith("wildcards.") for p in parts):
+        return name, "lambda wildcards: config" + "".join(f"[{p}]" for p in parts)
+    return name, _config(key)
+
+
+def _inputs(d: dict, rendered: dag.Stage) -> list[str]:
+    """Named input lines: data and models (a directory of other stages' outputs through
+    ``outputs_under``), then the source files the stage runs (``code``)."""
+    lines, code, taken = [], [], {"code"}
+    for i, p in enumerate(d.get("deps") or []):
+        if p.startswith("src/"):
+            code.append(p)
+            continue
+        arg = f"outputs_under({_path(p)})" if rendered.directory[i] else _path(p)
+        lines.append(f"        {_input_name(p, taken)}={arg},")
+    lines.append("        code=[\n" + "".join(f"            {_path(p)},\n" for p in code) + "        ],")
+    return lines
+
+
+def _input_name(path: str, taken: set[str]) -> str:
+    """A readable input name: the file's stem, or the nearest directory named without a variable."""
+    for part in reversed(Path(path).parts):
+        name = re.sub(r"\W", "_", _VAR.sub("", part).split(".")[0]).strip("_")
+        if name:
+            break
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
+    """The literal rule of one dvc.yaml stage."""
+    scalars: dict = {}
+    shell = _shell(d["cmd"], scalars)
+    log = _path(dag._LOG.search(d["cmd"]).group(1))
+    outs = [(section, dag._paths(d.get(section))) for section in ("outs", "metrics", "plots")]
+    suffix = "/" + "-".join("{" + k + "}" for k in d.get("matrix") or {}) if d.get("matrix") else ""
+    lines = [f"rule {name}:", f'    """{d.get("desc", "")}"""', "    input:", *_inputs(d, rendered),
+             "    output:"]
+    lines += [f"        {section}=[" + ", ".join(_path(p) for p in paths) + "]," for section, paths in outs if paths]
+    lines += ["    log:", f"        {log},", "    benchmark:", f"        {_quote(f'logs/benchmarks/{name}{suffix}.tsv')},"]
+    triggers = [_trigger(k) for k in d.get("params") or []]
+    lines += ["    params:", *[f"        {n}={v}," for n, v in triggers + sorted(scalars.items())]]
+    lines += ["    threads: stage_threads()", "    conda:", '        "../envs/advrecover.yaml"']
+    if d.get("matrix"):
+        lines += ["    wildcard_constraints:", *[f"        {k}={_choices(v)}," for k, v in d["matrix"].items()]]
+    lines += ["    shell:", f"        {_quote(shell)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _choices(values) -> str:
+    """A wildcard constraint: the matrix values, from ``config`` when dvc.yaml names a params list."""
+    if isinstance(values, str):
+        return f'choices({_config(_VAR.fullmatch(values.strip()).group(1))})'
+    return "choices([" + ", ".join(_quote(str(v)) for v in values) + "])"
+
+
+def generate(root: Path) -> dict[str, str]:
+    """``workflow/rules/<topic>.smk`` -> text, for every topic of ``root/dvc.yaml``."""
+    doc = yaml.safe_load((root / "dvc.yaml").read_text())
+    rendered = {s.name: s for s in dag.load_stages(root / "dvc.yaml", load_params(root / "params.yaml"))}
+    files: dict[str, list[str]] = {}
+    for name, d in doc["stages"].items():
+        topic = (d.get("meta") or {}).get("topic")
+        if not topic:
+            raise dag.DagError(f"stage {name}: set meta.topic (the workflow/rules/<topic>.smk file of its rule)")
+        files.setdefault(f"workflow/rules/{topic}.smk", []).append(rule_text(name, d, rendered[name]))
+    return {path: HEADER + "\n\n".join(rules) for path, rules in files.items()}
+
+
+def main(argv=None) -> int:
+    root = Path(argv[0] if argv else ".")
+    for path, text in generate(root).items():
+        (root / path).write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
