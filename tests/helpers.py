@@ -19,25 +19,8 @@ BIN = Path(sys.executable).parent
 
 
 def tiny_params() -> dict:
-    """The default params shrunk so the whole DAG runs in seconds on 2 CPU cores."""
-    p = yaml.safe_load((REPO / "params.yaml").read_text())
-    p["device"] = "cpu"
-    p["sample"]["image_size"] = 16
-    for name, n in {"cae": 24, "aae": 40, "test": 40, "victim": 160}.items():
-        p["sample"]["pools"][name]["n"] = n
-    p["victim"].update(widths=[8, 16], blocks=[1, 1], epochs=2, batch_size=32, eval_batch_size=64)
-    a = p["attack"]
-    a.update(pools=["test", "aae"], run=["fgsm", "pgd_8"], shards=[0], batch_size=16)
-    for spec in a["instances"].values():
-        if "steps" in spec:
-            spec["steps"] = min(spec["steps"], 3)
-    r = p["recovery"]
-    r.update(variants=["default"], train_on=["fgsm", "pgd_8"])
-    for part in ("cae", "aae"):
-        r[part] = {"default": {**r[part]["default"], "widths": [16, 4], "epochs": 2, "batch_size": 16}}
-    p["evaluate"]["defences"] = {"none": {"method": "none"}, "cae_aae": {"method": "cae_aae", "variant": "default"}}
-    p["evaluate"]["batch_size"] = 16
-    return p
+    """The tiny configuration (configs/tiny.yaml): the whole DAG runs in seconds on 2 CPU cores."""
+    return yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
 
 
 def run_env(root: Path) -> dict:

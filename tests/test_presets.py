@@ -45,3 +45,13 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
                       "train_aae": 7, "train_aae_mixed": 1, "evaluate": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
+
+
+def test_tiny_preset_is_valid_and_shares_the_default_keys():
+    """configs/tiny.yaml (the tests' configuration) is valid and differs from params.yaml in sizes,
+    not in structure: the same stages, attacks and variants are exercised."""
+    tiny, default = params_mod.load(REPO / "configs/tiny.yaml"), params_mod.load(REPO / "params.yaml")
+    assert tiny.keys() == default.keys()
+    assert tiny["attack"]["instances"].keys() == default["attack"]["instances"].keys()
+    assert set(tiny["attack"]["run"]) <= set(default["attack"]["run"])
+    assert tiny["recovery"]["cae"]["default"].keys() == default["recovery"]["cae"]["default"].keys()

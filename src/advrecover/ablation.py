@@ -1,4 +1,4 @@
-"""Collect DVC experiments into one results row per setting (001 Fig. 4 and Fig. 5 ablations).
+"""Collect DVC experiments into one results row per setting (the ablations of Li, Angelov and Suri, Fig. 4 and Fig. 5).
 
 The Makefile targets ``ablation-lambda`` and ``ablation-depth`` queue one ``dvc exp`` per
 setting (``-S key=choice(...)`` grids) and run them; this module then reads ``dvc exp show``

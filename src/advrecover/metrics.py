@@ -1,7 +1,7 @@
-"""Recovery metrics of METHODS section 7, per image and aggregated over a test column.
+"""Recovery metrics of the evaluation, per image and aggregated over a test column.
 
 Per image: whether the victim classifies the recovered image correctly, the share of
-recovered pixels (every channel within ``tau`` of the clean image: the Decision behind 001's
+recovered pixels (every channel within ``tau`` of the clean image: our reading of Li et al.'s
 "recovery ratio"), PSNR and SSIM to the clean image (scikit-image), and PSNR to the input, so
 that an identity map (high PSNR to the input) or a collapse (low PSNR to both) is visible.
 Every accuracy carries a 95% percentile-bootstrap confidence interval over the evaluated images
@@ -59,7 +59,7 @@ class Scores:
 
     @classmethod
     def mean(cls, many: list["Scores"]) -> "Scores":
-        """Image-wise mean over models evaluated on the same images (001's Clean column)."""
+        """Image-wise mean over models evaluated on the same images (Li et al.'s Clean column)."""
         return cls(np.mean([s.correct for s in many], axis=0), many[0].clean_ok,
                    {k: np.mean([s.pixels[k] for s in many], axis=0) for k in many[0].pixels})
 

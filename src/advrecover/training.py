@@ -6,7 +6,7 @@ a checkpoint after every epoch so that a killed job resumes where it stopped (an
 the same weights as an uninterrupted run: model, optimiser, scheduler and random-number
 states are all restored), and a stop with an error naming the epoch and the loss term as soon
 as a loss is NaN or infinite. :func:`scale_milestones` keeps a schedule's shape when the
-number of epochs changes (001 drops the rate at epochs 500 and 1000 of 1500).
+number of epochs changes (Li, Angelov and Suri drop the rate at epochs 500 and 1000 of 1500).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def scale_milestones(milestones: Iterable[int], reference_epochs: int, epochs: i
 
 
 def optimizer(parameters, cfg: dict) -> torch.optim.Optimizer:
-    """SGD with momentum (001 Sec. IV-C) or Adam, from a params ``optimisation`` block."""
+    """SGD with momentum (Li, Angelov and Suri, Sec. IV-C) or Adam, from a params ``optimisation`` block."""
     if cfg["optimizer"] == "sgd":
         return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     return torch.optim.Adam(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])

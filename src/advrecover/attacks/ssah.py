@@ -23,7 +23,7 @@ def haar_lowpass(x: torch.Tensor) -> torch.Tensor:
     """Inverse one-level Haar DWT of the LL band alone (LH, HL, HH set to zero).
 
     With Haar filters this equals replacing each 2x2 block by its mean; odd sizes are
-    reflect-padded by one pixel first and cropped back."""
+    edge-padded (replicate) by one pixel first and cropped back."""
     h, w = x.shape[-2:]
     if h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")

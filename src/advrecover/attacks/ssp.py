@@ -1,4 +1,4 @@
-"""SSP: self-supervised perturbation by feature distortion (Naseer et al., CVPR 2020; 002 Alg. 1).
+"""SSP: self-supervised perturbation by feature distortion (Naseer et al., CVPR 2020; Mezhoudi's Algorithm 1).
 
 Label-free: maximise the distance between the features of the clean and the perturbed image,
 ||P(x) - P(x')||, within an L_inf ball of radius ``eps``, by sign-gradient ascent with step
@@ -54,6 +54,9 @@ class SSP(Attack):
 @register("ssp")
 def ssp(model, eps: float, step: float, steps: int, network: str = "victim", weights: str | None = None,
         random_start: bool = True):
+    """SSP, Linf, label-free (Naseer et al. 2020): maximise the feature distortion of ``network``
+    (``victim``: its penultimate features, default; ``vgg16``: VGG16 to relu3_3 from a local
+    ``weights`` file) within ``eps``, ``steps`` signed steps of ``step``, ``random_start`` (True)."""
     if network == "victim":
         features = penultimate(model)
     elif network == "vgg16":

@@ -1,4 +1,5 @@
-"""The methods torchattacks implements, wrapped with the parameter names of 001 Table I."""
+"""The methods torchattacks implements, wrapped with the parameter names of Li, Angelov and Suri's
+Table I."""
 
 from __future__ import annotations
 
@@ -9,19 +10,25 @@ from . import register
 
 @register("fgsm")
 def fgsm(model, eps: float):
+    """FGSM, Linf (Goodfellow, Shlens and Szegedy 2015): one signed gradient step of size ``eps``."""
     return torchattacks.FGSM(model, eps=eps)
 
 
 @register("pgd")
 def pgd(model, eps: float, alpha: float, steps: int, random_start: bool = True):
+    """PGD, Linf (Madry et al. 2018): ``steps`` signed steps of ``alpha`` projected into the ``eps``
+    ball, from a uniform random start (``random_start``, True)."""
     return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
 
 
 @register("bim")
 def bim(model, eps: float, alpha: float, steps: int):
+    """BIM, Linf (Kurakin, Goodfellow and Bengio 2017): PGD without the random start."""
     return torchattacks.BIM(model, eps=eps, alpha=alpha, steps=steps)
 
 
 @register("cw")
 def cw(model, c: float, kappa: float, steps: int, lr: float):
+    """C&W, L2 (Carlini and Wagner 2017): Adam (``lr``) on the tanh variable for ``steps``, loss
+    ||delta||^2 + ``c`` x the margin loss with confidence ``kappa``."""
     return torchattacks.CW(model, c=c, kappa=kappa, steps=steps, lr=lr)

@@ -1,4 +1,4 @@
-"""The recovery model of 001 Sec. III-D: recovered = D_CAE(E_AAE(x)) (the latent mean), for every
+"""The recovery model of Li, Angelov and Suri (Sec. III-D): recovered = D_CAE(E_AAE(x)) (the latent mean), for every
 input, clean or attacked. Models: ``<models>/cae/<variant>.pt`` and
 ``<models>/aae/<variant>/<train set>.pt`` (stages train_cae, train_aae)."""
 
@@ -19,6 +19,8 @@ class Recovery(Defence):
 
 @register("cae_aae", trained_on_attack=True)
 def build(models_dir, train_set, variant: str = "default"):
+    """Li, Angelov and Suri's recovery (no norm bound): ``variant`` (``default``) names the
+    recovery variant whose CAE and AAE (trained on ``train_set``) are loaded."""
     if train_set is None:
         raise ValueError("cae_aae: needs the attack set its AAE was trained on")
     return Recovery(ae.load(models_dir / "cae" / f"{variant}.pt"),

@@ -12,4 +12,5 @@ class NoDefence(Defence):
 
 @register("none")
 def build(models_dir, train_set):
+    """No defence (the baseline row): no arguments."""
     return NoDefence()

@@ -1,12 +1,12 @@
-"""The 1-D convolutional VAEs of 001 Sec. III (CAE and AAE share this module).
+"""The 1-D convolutional VAEs of Li, Angelov and Suri (Sec. III) (CAE and AAE share this module).
 
-An image becomes a sequence before the 1-D convolutions. 001 does not say how, so the layout
-is a parameter (METHODS section 3, Decision):
+An image becomes a sequence before the 1-D convolutions. The paper does not say how, so the
+layout is a parameter:
   ``pixels``  channels = 3, length = H*W (row-major),
   ``rows``    channels = 3*W, length = H,
   ``patches`` channels = 3*p*p, length = (H/p)*(W/p) non-overlapping p x p patches.
 ``widths`` are the encoder's conv channel counts, the last one being the latent's channels
-(001 CAE: 512, 256, 128, 64); the decoder mirrors them back to the layout's channels.
+(their CAE: 512, 256, 128, 64); the decoder mirrors them back to the layout's channels.
 """
 
 from __future__ import annotations
@@ -96,13 +96,13 @@ class ConvVAE(nn.Module):
 
 
 def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """||a - b||_2^2 of 001 eq. (1) and (6), as the mean over elements (PyTorch's MSELoss): with
+    """||a - b||_2^2 of Li et al.'s eq. (1) and (6), as the mean over elements (PyTorch's MSELoss): with
     per-image sums the paper's SGD learning rate (0.03) diverges in the first epoch."""
     return (a - b).pow(2).mean()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) of 001 eq. (1) and (5), per latent element, averaged."""
+    """KL(N(mu, exp(logvar)) || N(0, I)) of Li et al.'s eq. (1) and (5), per latent element, averaged."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
 
 

@@ -1,15 +1,15 @@
 """Stage ``evaluate``: every defence against every test column (clean and each attack), in the two
-protocols of 001 Sec. IV (METHODS section 1):
+protocols of Li, Angelov and Suri (Sec. IV):
 
 * seen (Table II): a per-attack defence uses the model trained on the column's attack; a
   ``<defence> (mixed)`` row uses the one trained on the mixed set;
 * unseen (Table III): it uses the model trained on another attack, drawn with the seed.
 
 The Clean column of a per-attack defence averages its figures on clean images over the
-models its attack columns use. Average = mean over Clean and the attack columns (001's "Avr").
-Writes results/<protocol>.csv (one row per cell, every metric of METHODS section 7, each accuracy
-with its 95% bootstrap interval over the images), results/<protocol>.md (tables shaped like 001
-Table II/III, accuracies as ``value ± half-width``) and metrics/evaluate.json.
+models its attack columns use. Average = mean over Clean and the attack columns (Li et al.'s "Avr").
+Writes results/<protocol>.csv (one row per cell, every metric of ``advrecover.metrics``, each accuracy
+with its 95% bootstrap interval over the images), results/<protocol>.md (tables shaped like Li et
+al.'s Table II/III, accuracies as ``value ± half-width``) and metrics/evaluate.json.
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def _wide(frame: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
-    """One 001-style table per metric: rows = defences, columns = Clean, the attacks, Average.
+    """One table per metric in the shape of Li et al.'s Tables II and III: rows = defences,
+    columns = Clean, the attacks, Average.
     Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
     order = [CLEAN, *columns]
-    parts = [f"# {title}\n", "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"]
+    note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"
+    parts = [f"# {title}\n", note]
     for field, caption in TITLES.items():
         scale = 100 if field in (*M.ACCURACIES, "recovery_ratio") else 1
         fmt = "{:.3f}" if field == "ssim" else "{:.1f}"
@@ -132,8 +134,9 @@ class Cells:
 
     def __init__(self, defences: dict, models_dir, victim, clean: torch.Tensor, inputs: dict, labels: np.ndarray,
                  pred_clean: np.ndarray, tau: float, batch_size: int, device):
-        self.defences, self.models_dir, self.victim, self.clean, self.inputs = defences, models_dir, victim, clean, inputs
-        self.labels, self.pred_clean, self.tau, self.batch_size, self.device = labels, pred_clean, tau, batch_size, device
+        self.defences, self.models_dir, self.victim = defences, models_dir, victim
+        self.clean, self.inputs, self.labels, self.pred_clean = clean, inputs, labels, pred_clean
+        self.tau, self.batch_size, self.device = tau, batch_size, device
         self.built, self.scores = {}, {}
 
     def __call__(self, name: str, train_set: str | None, column: str) -> M.Scores:

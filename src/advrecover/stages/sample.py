@@ -1,6 +1,6 @@
 """Stage ``sample``: draw the disjoint image pools ``cae``, ``aae``, ``test`` and ``victim``.
 
-The cross-domain protocol of 001 Sec. III needs three pools that never overlap (``cae``
+The cross-domain protocol of Li, Angelov and Suri (Sec. III) needs three pools that never overlap (``cae``
 trains the CAE, ``aae`` the AAE, ``test`` is held out), plus the victim's own training images.
 Pools that read one source consume a single seeded permutation of its indices in the fixed
 order :data:`POOL_ORDER`, so they are disjoint by construction and reproducible for a seed.

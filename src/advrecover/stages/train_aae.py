@@ -1,13 +1,14 @@
-"""Stages ``train_aae`` and ``train_aae_mixed``: the adversarial-image VAE (AAE) of 001 Sec. III-C.
+"""Stages ``train_aae`` and ``train_aae_mixed``: the adversarial-image VAE (AAE) of Li, Angelov and
+Suri (Sec. III-C).
 
-With the CAE frozen, for a batch X_A of adversarial images (001 eq. (2)-(6)):
+With the CAE frozen, for a batch X_A of adversarial images (Li, Angelov and Suri, eq. (2)-(6)):
   Z_A = E_AAE(X_A) (reparametrised draw),  X~_C = D_CAE(Z_A),  Z^_A = E_CAE(X~_C) (its mean),
   X^_A = D_AAE(Z^_A),
   L_AAE = lambda2 * KL_AAE + ||X_A - X^_A||^2 + ||Z_A - Z^_A||^2,
-with only ||X_A - X^_A||^2 during the warm-up (001: the first 300 of 1500 epochs).
+with only ||X_A - X^_A||^2 during the warm-up (Li et al.: the first 300 of 1500 epochs).
 Two named deviations, both off in the faithful variant: ``anchor`` adds
 anchor * ||D_CAE(Z_A) - X_A||^2 (eq. (6) alone does not tie the recovery D_CAE(Z_A) to the
-input, METHODS section 3 Caution), and ``init_from_cae`` starts the AAE from the CAE's weights.
+input), and ``init_from_cae`` starts the AAE from the CAE's weights.
 Only images are read: labels never reach either model.
 """
 

@@ -1,6 +1,7 @@
-"""Stage ``train_cae``: the clean-image VAE (CAE) of 001 Sec. III-B on the unlabelled ``cae`` pool.
+"""Stage ``train_cae``: the clean-image VAE (CAE) of Li, Angelov and Suri
+(Sec. III-B) on the unlabelled ``cae`` pool.
 
-Loss (001 eq. (1)): L_CAE = ||X_S - X^_S||^2 + lambda1 * KL(q(Z_S | X_S) || N(0, I)), with the
+Loss (their eq. (1)): L_CAE = ||X_S - X^_S||^2 + lambda1 * KL(q(Z_S | X_S) || N(0, I)), with the
 decoder fed a reparametrised draw of the latent. Only images are read: the pool's labels, if
 it has any, never reach the model.
 """
