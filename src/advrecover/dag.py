@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-_VAR = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
-_LOG = re.compile(r"--log\s+(\S+)")
+VAR = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
+LOG = re.compile(r"--log\s+(\S+)")
 
 
 class DagError(ValueError):
@@ -75,7 +75,7 @@ def _render(text: str, params: dict, item_fmt: str | None) -> str:
     """Snakemake pattern of a DVC string: literal text and ``${key}`` params values with braces
     escaped, ``${item.k}`` replaced by ``item_fmt.format(k=k)`` (a wildcard)."""
     out, pos = [], 0
-    for m in _VAR.finditer(text):
+    for m in VAR.finditer(text):
         out.append(_escape(text[pos:m.start()]))
         pos = m.end()
         key = m.group(1)
@@ -91,7 +91,7 @@ def _render(text: str, params: dict, item_fmt: str | None) -> str:
     return "".join(out) + _escape(text[pos:])
 
 
-def _paths(entries) -> list[str]:
+def output_paths(entries) -> list[str]:
     """DVC outs/metrics/plots entries: a path string or ``{path: options}``."""
     out = []
     for e in entries or []:
@@ -109,7 +109,7 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
     wildcards = {}
     for key, values in (d.get("matrix") or {}).items():
         if isinstance(values, str):
-            m = _VAR.fullmatch(values.strip())
+            m = VAR.fullmatch(values.strip())
             values = lookup(params, m.group(1)) if m else None
         if not isinstance(values, list) or not values:
             raise DagError(f"stage {name}: matrix key {key!r} must be a non-empty list (or ${{...}} of one)")
@@ -119,7 +119,7 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
 
     cmd = path(d["cmd"])
     deps = [path(p) for p in d.get("deps") or []]
-    outs = [path(p) for p in _paths(d.get("outs")) + _paths(d.get("metrics")) + _paths(d.get("plots"))]
+    outs = [path(p) for p in output_paths(d.get("outs")) + output_paths(d.get("metrics")) + output_paths(d.get("plots"))]
     for out in outs:
         missing = [k for k in wildcards if "{" + k + "}" not in out]
         if missing:
@@ -129,7 +129,7 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
         if not isinstance(p, str):
             raise DagError(f"stage {name}: only params.yaml keys are supported in 'params', got {p!r}")
         keys.append(p)
-    log = _LOG.search(d["cmd"])
+    log = LOG.search(d["cmd"])
     if not log:
         raise DagError(f"stage {name}: its cmd must pass --log <file> (Snakemake's log directive)")
     log_path = path(log.group(1))

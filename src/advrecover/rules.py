@@ -21,7 +21,7 @@ import yaml
 from . import dag
 from .params import load as load_params
 
-_VAR = dag._VAR
+VAR = dag.VAR
 HEADER = ("# Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate\n"
           "# (tests/test_dag.py fails while this file is stale). Helpers: common.smk.\n")
 
@@ -34,7 +34,7 @@ def _config(key: str) -> str:
 def _translate(text: str, literal, variable) -> str:
     """``text`` with its literal parts passed through ``literal`` and each ``${key}`` through ``variable``."""
     out, pos = [], 0
-    for m in _VAR.finditer(text):
+    for m in VAR.finditer(text):
         out += [literal(text[pos:m.start()]), variable(m.group(1))]
         pos = m.end()
     return "".join(out) + literal(text[pos:])
@@ -50,7 +50,7 @@ def _path(text: str) -> str:
     def escape(t):
         return t.replace("{", "{{").replace("}", "}}")
 
-    if all(m.group(1).startswith("item.") for m in _VAR.finditer(text)):
+    if all(m.group(1).startswith("item.") for m in VAR.finditer(text)):
         return _quote(_translate(text, escape, lambda k: "{" + k[5:] + "}"))
     return "f" + _quote(_translate(text, lambda t: escape(escape(t)),
                                    lambda k: "{{" + k[5:] + "}}" if k.startswith("item.") else
@@ -70,7 +70,7 @@ def _shell(cmd: str, scalars: dict) -> str:
 
 def _trigger(key: str) -> tuple[str, str]:
     """(name, value expression) of a params dependency: Snakemake re-runs a job when it changes, as DVC does."""
-    name = dag.param_name(_VAR.sub(lambda m: m.group(1)[5:], key))
+    name = dag.param_name(VAR.sub(lambda m: m.group(1)[5:], key))
     parts = [(f"wildcards.{p[7:-1]}" if p.startswith("${item.") else f'"{p}"') for p in re.split(r"\.(?![^{]*\})", key)]
     if any(p.startswith("wildcards.") for p in parts):
         return name, "lambda wildcards: config" + "".join(f"[{p}]" for p in parts)
@@ -94,7 +94,7 @@ def _inputs(d: dict, rendered: dag.Stage) -> list[str]:
 def _input_name(path: str, taken: set[str]) -> str:
     """A readable input name: the file's stem, or the nearest directory named without a variable."""
     for part in reversed(Path(path).parts):
-        name = re.sub(r"\W", "_", _VAR.sub("", part).split(".")[0]).strip("_")
+        name = re.sub(r"\W", "_", VAR.sub("", part).split(".")[0]).strip("_")
         if name:
             break
     while name in taken:
@@ -107,8 +107,8 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
     """The literal rule of one dvc.yaml stage."""
     scalars: dict = {}
     shell = _shell(d["cmd"], scalars)
-    log = _path(dag._LOG.search(d["cmd"]).group(1))
-    outs = [(section, dag._paths(d.get(section))) for section in ("outs", "metrics", "plots")]
+    log = _path(dag.LOG.search(d["cmd"]).group(1))
+    outs = [(section, dag.output_paths(d.get(section))) for section in ("outs", "metrics", "plots")]
     suffix = "/" + "-".join("{" + k + "}" for k in d.get("matrix") or {}) if d.get("matrix") else ""
     lines = [f"rule {name}:", f'    """{d.get("desc", "")}"""', "    input:", *_inputs(d, rendered),
              "    output:"]
@@ -126,7 +126,7 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
 def _choices(values) -> str:
     """A wildcard constraint: the matrix values, from ``config`` when dvc.yaml names a params list."""
     if isinstance(values, str):
-        return f'choices({_config(_VAR.fullmatch(values.strip()).group(1))})'
+        return f'choices({_config(VAR.fullmatch(values.strip()).group(1))})'
     return "choices([" + ", ".join(_quote(str(v)) for v in values) + "])"
 
 

@@ -30,6 +30,9 @@ from ..models import victim as victims
 
 log = logging.getLogger(__name__)
 CLEAN, AVERAGE = "clean", "average"
+PROTOCOL_TITLES = {
+    "seen": "Seen attacks (the AAE trained on the column's attack; Li, Angelov and Suri, Table II)",
+    "unseen": "Unseen attacks (the AAE trained on another attack, drawn with the seed; Li, Angelov and Suri, Table III)"}
 TITLES = {"accuracy": "Victim accuracy on recovered images (%)",
           "recovery_rate": "Recovery rate: correct after recovery among correct when clean (%)",
           "recovery_ratio": "Recovery ratio: pixels within tau of the clean image (%)",
@@ -181,10 +184,8 @@ def run(*, defences: dict, columns: list[str], train_on: list[str], pool_path: s
         frame = pd.DataFrame(table_rows(protocol, defences, columns, train_on, seed, cell))
         with atomic_path(results_dir / f"{protocol}.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6f")
-        title = {"seen": "Seen attacks (the AAE trained on the column's attack; 001 Table II)",
-                 "unseen": "Unseen attacks (the AAE trained on another attack, drawn with the seed; 001 Table III)"}
         with atomic_path(results_dir / f"{protocol}.md") as tmp:
-            tmp.write_text(markdown(frame, columns, title[protocol]))
+            tmp.write_text(markdown(frame, columns, PROTOCOL_TITLES[protocol]))
         summary[protocol] = {
             d: {**{r["column"]: round(r["accuracy"], 6) for _, r in g.iterrows()},
                 AVERAGE: round(float(g["accuracy"].mean()), 6)}
