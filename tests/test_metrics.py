@@ -1,4 +1,4 @@
-"""METHODS section 7 metrics on constructed cases."""
+"""The evaluation metrics (advrecover.metrics) on constructed cases."""
 
 from __future__ import annotations
 
