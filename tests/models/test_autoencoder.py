@@ -1,4 +1,4 @@
-"""The 1-D convolutional VAE: layouts, shapes, and the loss pieces of 001 eq. (1)-(6)."""
+"""The 1-D convolutional VAE: layouts, shapes, and the loss pieces of Li, Angelov and Suri, eq. (1)-(6)."""
 
 from __future__ import annotations
 
