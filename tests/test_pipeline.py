@@ -316,7 +316,8 @@ def test_runners_still_agree_after_the_reruns(workspaces):
 
 
 def test_evaluation_tables_and_the_no_defence_row(workspaces):
-    """The tables exist in the shape of Li et al.'s Tables II and III, and the identity defence reproduces the attack sets' own figures."""
+    """The tables exist in the shape of Li et al.'s Tables II and III, and the identity defence
+    reproduces the attack sets' own figures."""
     import json
 
     import pandas as pd
