@@ -53,7 +53,7 @@ pull: install
 	dvc pull
 	snakemake --touch --cores 1 > /dev/null
 
-# Ablations of 001 Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
+# Ablations of Li, Angelov and Suri, Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
 # one queued experiment per setting, run one after another; `dvc exp show` then has one row each.
 ABLATE = dvc exp run --queue
 ablation-lambda: install

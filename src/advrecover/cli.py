@@ -29,7 +29,7 @@ def _sample(args, p, device):
 def _victim(args, p, device):
     from .stages import victim
 
-    metrics = victim.run(cfg=p["victim"], seed=p["seed"], device=device, pools_dir=args.pools, model_path=args.model,
+    metrics = victim.run(cfg=_victim_config(p), seed=p["seed"], device=device, pools_dir=args.pools, model_path=args.model,
                          metrics_path=args.metrics, history_path=args.history, progress=not args.quiet)
     log.info("victim clean accuracy: %s", metrics["accuracy"])
 
@@ -43,7 +43,7 @@ def _attack(args, p, device):
         raise ValueError(f"--attack {args.attack}: not defined under attack.instances")
     attacks.check(a["instances"])
     attack.run(name=args.attack, spec=a["instances"][args.attack], pool_name=args.pool,
-               pool_path=Path(args.pools) / f"{args.pool}.h5", victim_path=args.victim, victim_cfg=p["victim"],
+               pool_path=Path(args.pools) / f"{args.pool}.h5", victim_path=args.victim, victim_cfg=_victim_config(p),
                shard=args.shard, n_shards=len(a["shards"]), batch_size=a["batch_size"], dtype=a["dtype"],
                seed=p["seed"], device=device, out_path=args.out, compression=a["compression"],
                use_labels=args.pool in a["label_pools"], progress=not args.quiet)
@@ -59,7 +59,8 @@ def _attack_merge(args, p, device):
 def _train_cae(args, p, device):
     from .stages import train_cae
 
-    train_cae.run(cfg=_variant(p, "cae", args.variant), seed=p["seed"], device=device, pool_path=args.pool,
+    cfg = params_mod.section(train_cae.CAEConfig, _variant(p, "cae", args.variant))
+    train_cae.run(cfg=cfg, seed=p["seed"], device=device, pool_path=args.pool,
                   model_path=args.model, history_path=args.history, metrics_path=args.metrics, progress=not args.quiet)
 
 
@@ -70,7 +71,8 @@ def _train_aae(args, p, device):
     if args.train_set != "mixed" and args.train_set not in train_on:
         raise ValueError(f"--train-set {args.train_set}: not in recovery.train_on {train_on} (or 'mixed')")
     names = train_on if args.train_set == "mixed" else [args.train_set]
-    train_aae.run(cfg=_variant(p, "aae", args.variant), train_set=args.train_set,
+    cfg = params_mod.section(train_aae.AAEConfig, _variant(p, "aae", args.variant))
+    train_aae.run(cfg=cfg, train_set=args.train_set,
                   sets={a: Path(args.sets) / f"{a}.h5" for a in names}, pool_path=args.pool, cae_path=args.cae,
                   seed=p["seed"], device=device, model_path=args.model, history_path=args.history,
                   metrics_path=args.metrics, progress=not args.quiet)
@@ -81,9 +83,15 @@ def _evaluate(args, p, device):
 
     e = p["evaluate"]
     evaluate.run(defences=e["defences"], columns=p["attack"]["run"], train_on=p["recovery"]["train_on"],
-                 pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim, victim_cfg=p["victim"],
+                 pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim, victim_cfg=_victim_config(p),
                  models_dir=args.models, tau=e["tau"], batch_size=e["batch_size"], seed=p["seed"], device=device,
                  results_dir=args.results, metrics_path=args.metrics)
+
+
+def _victim_config(p: dict):
+    from .models.victim import VictimConfig
+
+    return params_mod.section(VictimConfig, p["victim"])
 
 
 def _device(p: dict, stage: str):

@@ -9,6 +9,7 @@ Every checkpoint is read through :func:`load_checkpoint`, which never runs code 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,7 +47,8 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def config_digest(*parts) -> str:
     """SHA-256 of ``parts`` as key-sorted JSON: the identity of a configuration, recorded in a
     checkpoint or partial output so that a resumed job only continues its own work."""
-    return hashlib.sha256(json.dumps(list(parts) if len(parts) > 1 else parts[0], sort_keys=True).encode()).hexdigest()
+    text = json.dumps(list(parts) if len(parts) > 1 else parts[0], sort_keys=True, default=dataclasses.asdict)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -7,6 +7,8 @@ symlink) so that the Snakefile's ``snakemake.utils.validate`` and the CLI enforc
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from importlib import resources
 from pathlib import Path
 
@@ -91,6 +93,22 @@ def _check_recovery(params: dict) -> None:
         if "variant" in spec and spec["variant"] not in rec["variants"]:
             raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
                               f"{rec['variants']}")
+
+
+def section(cls: type, values: dict):
+    """The frozen dataclass ``cls`` (e.g. ``VictimConfig``) from a validated params section, built
+    once at the CLI: fields by name, lists as tuples, and a dataclass-typed field (the training
+    options) from the same flat section."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[field.name] = section(kind, values)
+        else:
+            value = values[field.name]
+            kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
 
 
 def check_paths(params: dict) -> None:

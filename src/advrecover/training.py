@@ -15,6 +15,7 @@ import csv
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -35,18 +36,32 @@ def scale_milestones(milestones: Iterable[int], reference_epochs: int, epochs: i
     return sorted({max(1, round(m * epochs / reference_epochs)) for m in milestones})
 
 
-def optimizer(parameters, cfg: dict) -> torch.optim.Optimizer:
-    """SGD with momentum (Li, Angelov and Suri, Sec. IV-C) or Adam, from a params ``optimisation`` block."""
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    return torch.optim.Adam(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+@dataclass(frozen=True)
+class Optimisation:
+    """The training options of a ``recovery.cae.<variant>`` / ``recovery.aae.<variant>`` section:
+    ``optimizer`` sgd (with ``momentum``; Li, Angelov and Suri, Sec. IV-C) or adam, ``lr``,
+    ``weight_decay``, ``batch_size``, ``epochs``, and lr x ``lr_gamma`` at ``lr_milestones``
+    (given for ``lr_reference_epochs`` epochs, moved to the same fractions of ``epochs``)."""
 
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    lr_milestones: tuple[int, ...]
+    lr_reference_epochs: int
+    lr_gamma: float
 
-def step_schedule(opt: torch.optim.Optimizer, cfg: dict) -> torch.optim.lr_scheduler.MultiStepLR:
-    """lr x ``lr_gamma`` at ``lr_milestones`` (given for ``lr_reference_epochs``, scaled to ``epochs``)."""
-    milestones = [m for m in scale_milestones(cfg["lr_milestones"], cfg["lr_reference_epochs"], cfg["epochs"])
-                  if m < cfg["epochs"]]
-    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=cfg["lr_gamma"])
+    def build(self, parameters) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+        """The optimiser over ``parameters`` and its step schedule (stepped once per epoch)."""
+        if self.optimizer == "sgd":
+            opt = torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        milestones = [m for m in scale_milestones(self.lr_milestones, self.lr_reference_epochs, self.epochs)
+                      if m < self.epochs]
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=self.lr_gamma)
 
 
 def run_epoch(step: Callable[[torch.Tensor], dict], data: torch.Tensor, batch_size: int, gen: torch.Generator,

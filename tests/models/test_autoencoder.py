@@ -67,8 +67,7 @@ def test_kl_matches_the_closed_form():
 
 def test_saved_model_loads_with_its_architecture(tmp_path):
     model = ae.ConvVAE(8, "patches", 2, [8, 4], kernel=3)
-    cfg = {"layout": "patches", "patch": 2, "widths": [8, 4], "kernel": 3, "stride": 1}
-    ae.save(tmp_path / "m.pt", model, cfg, 8)
+    ae.save(tmp_path / "m.pt", model)
     loaded = ae.load(tmp_path / "m.pt")
     x = torch.rand(2, 3, 8, 8)
     assert torch.equal(loaded(x), model.eval()(x))

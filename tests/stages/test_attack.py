@@ -21,6 +21,7 @@ from advrecover.data.pools import read_pool
 from advrecover.data.tensors import to_tensor
 from advrecover.io import sha256_file
 from advrecover.models import victim as victims
+from advrecover.params import section
 from advrecover.stages import attack, attack_merge, sample, victim
 from helpers import REPO, run_env
 
@@ -37,7 +38,7 @@ def trained(tmp_path_factory):
     s = p["sample"]
     sample.run(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0, out_dir=root / "pools",
                metrics_path=root / "s.json", progress=False)
-    victim.run(cfg=p["victim"], seed=0, device=torch.device("cpu"), pools_dir=root / "pools",
+    victim.run(cfg=section(victims.VictimConfig, p["victim"]), seed=0, device=torch.device("cpu"), pools_dir=root / "pools",
                model_path=root / "victim.pt", metrics_path=root / "v.json", history_path=root / "h.csv", progress=False)
     return root, p
 
@@ -46,7 +47,7 @@ def generate(trained, out, spec=PGD, shard=0, n_shards=1, dtype="float32", batch
              use_labels=True):
     root, p = trained
     return attack.run(name="pgd", spec=spec, pool_name=pool, pool_path=root / "pools" / f"{pool}.h5",
-                      victim_path=root / "victim.pt", victim_cfg=p["victim"], shard=shard, n_shards=n_shards,
+                      victim_path=root / "victim.pt", victim_cfg=section(victims.VictimConfig, p["victim"]), shard=shard, n_shards=n_shards,
                       batch_size=batch_size, dtype=dtype, seed=0, device=torch.device("cpu"), out_path=out,
                       use_labels=use_labels, progress=False)
 
@@ -103,7 +104,7 @@ def test_recorded_predictions_are_the_victims(trained, tmp_path, monkeypatch, sp
     out = tmp_path / "set.h5"
     generate(trained, out, spec=spec)
     s = adv_format.read_adversarial(out)
-    model = load(root / "victim.pt", p["victim"])
+    model = load(root / "victim.pt", section(victims.VictimConfig, p["victim"]))
     with torch.no_grad():
         clean = model(to_tensor(read_pool(root / "pools" / "test.h5").images)).argmax(1).numpy()
         adv = model(torch.from_numpy(s.float_images).permute(0, 3, 1, 2)).argmax(1).numpy()
@@ -200,6 +201,6 @@ def test_sigkilled_attack_leaves_nothing_complete_and_resumes_to_the_same_data(t
     assert "resuming" in log.read_text()
     reference = tmp_path / "reference.h5"
     attack.run(name="slow", spec=p["attack"]["instances"]["slow"], pool_name="test", pool_path=root / "pools" / "test.h5",
-               victim_path=root / "victim.pt", victim_cfg=p["victim"], shard=0, n_shards=1, batch_size=4,
+               victim_path=root / "victim.pt", victim_cfg=section(victims.VictimConfig, p["victim"]), shard=0, n_shards=1, batch_size=4,
                dtype="float32", seed=p["seed"], device=torch.device("cpu"), out_path=reference, progress=False)
     assert same_data(out, reference)

@@ -9,6 +9,7 @@ import torch
 from advrecover.data.adversarial import ChecksumMismatch
 from advrecover.data.pools import read_pool
 from advrecover.models import autoencoder as ae
+from advrecover.params import section
 from advrecover.stages import train_aae, train_cae
 from helpers import write_adversarial_set
 from stages.test_train_cae import CFG as CAE_CFG, unlabelled_pool
@@ -22,7 +23,7 @@ AAE_CFG = {"widths": [8, 4], "kernel": 3, "stride": 1, "lambda2": 0.001, "warmup
 def setup(tmp_path_factory):
     """A trained tiny CAE, an aae pool and two adversarial sets of it (labels: real in one copy)."""
     d = tmp_path_factory.mktemp("aae")
-    train_cae.run(cfg=CAE_CFG, seed=0, device="cpu", pool_path=unlabelled_pool(d / "cae.h5"), model_path=d / "cae.pt",
+    train_cae.run(cfg=section(train_cae.CAEConfig, CAE_CFG), seed=0, device="cpu", pool_path=unlabelled_pool(d / "cae.h5"), model_path=d / "cae.pt",
                   history_path=d / "cae.csv", metrics_path=d / "cae.json", progress=False)
     pool = unlabelled_pool(d / "aae.h5", n=20, seed=1)
     checksum = read_pool(pool).attrs["checksum"]
@@ -39,7 +40,7 @@ def train(setup, out, train_set="fgsm", cfg=None, sets=None):
     d, pool, default_sets, _ = setup
     sets = sets or default_sets
     use = sets if train_set == "mixed" else {train_set: sets[train_set]}
-    return train_aae.run(cfg=cfg or AAE_CFG, train_set=train_set, sets=use, pool_path=pool, cae_path=d / "cae.pt",
+    return train_aae.run(cfg=section(train_aae.AAEConfig, cfg or AAE_CFG), train_set=train_set, sets=use, pool_path=pool, cae_path=d / "cae.pt",
                          seed=0, device="cpu", model_path=out / "aae.pt", history_path=out / "h.csv",
                          metrics_path=out / "m.json", progress=False)
 
@@ -77,7 +78,7 @@ def test_the_cae_stays_bit_identical(setup, tmp_path):
     before = torch.load(d / "cae.pt", weights_only=True)["state_dict"]
     cae = ae.load(d / "cae.pt")
     images = torch.rand(16, 3, 8, 8)
-    train_aae.train(cae, images, AAE_CFG, {"layout": "patches", "patch": 2}, 0, "cpu", tmp_path / "h.csv",
+    train_aae.train(cae, images, section(train_aae.AAEConfig, AAE_CFG), 0, "cpu", tmp_path / "h.csv",
                     tmp_path / "c.ckpt", progress=False)
     after = cae.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -97,7 +98,7 @@ def test_a_changed_cae_is_detected(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_aae.training, "fit", fit_that_touches_the_cae)
     with pytest.raises(RuntimeError, match="CAE changed"):
-        train_aae.train(cae, torch.rand(8, 3, 8, 8), AAE_CFG, {"layout": "patches", "patch": 2}, 0, "cpu",
+        train_aae.train(cae, torch.rand(8, 3, 8, 8), section(train_aae.AAEConfig, AAE_CFG), 0, "cpu",
                         tmp_path / "h.csv", tmp_path / "c.ckpt", progress=False)
 
 
@@ -126,8 +127,8 @@ def test_stage_writes_model_history_and_metrics(setup, tmp_path):
 def test_init_from_cae_starts_at_the_cae(setup, tmp_path):
     d = setup[0]
     cae = ae.load(d / "cae.pt")
-    aae = train_aae.train(cae, torch.rand(8, 3, 8, 8), {**AAE_CFG, "init_from_cae": True, "lr": 1e-12},
-                          {"layout": "patches", "patch": 2}, 0, "cpu", tmp_path / "h.csv", tmp_path / "c.ckpt",
+    cfg = section(train_aae.AAEConfig, {**AAE_CFG, "init_from_cae": True, "lr": 1e-12})
+    aae = train_aae.train(cae, torch.rand(8, 3, 8, 8), cfg, 0, "cpu", tmp_path / "h.csv", tmp_path / "c.ckpt",
                           progress=False)
     x = torch.rand(2, 3, 8, 8)
     assert torch.allclose(aae(x), cae(x), atol=1e-5)

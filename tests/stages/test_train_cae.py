@@ -8,6 +8,7 @@ import torch
 
 from advrecover.data.pools import write_pool
 from advrecover.models import autoencoder as ae
+from advrecover.params import section
 from advrecover.stages import train_cae
 from advrecover.training import NonFiniteLoss
 
@@ -24,7 +25,7 @@ def unlabelled_pool(path, n=24, size=8, seed=0):
 
 
 def run_cae(cfg, pool, model, history, metrics):
-    return train_cae.run(cfg=cfg, seed=0, device="cpu", pool_path=pool, model_path=model, history_path=history,
+    return train_cae.run(cfg=section(train_cae.CAEConfig, cfg), seed=0, device="cpu", pool_path=pool, model_path=model, history_path=history,
                          metrics_path=metrics, progress=False)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from advrecover.data.pools import POOL_ORDER, write_pool
 from advrecover.models import victim as victims
+from advrecover.params import section
 from advrecover.stages import sample, victim
 
 
@@ -25,7 +26,7 @@ def pools(tmp_path, params):
 def run(tmp_path, cfg, pools_dir):
     paths = dict(model_path=tmp_path / "victim.pt", metrics_path=tmp_path / "victim.json",
                  history_path=tmp_path / "history.csv")
-    metrics = victim.run(cfg=cfg, seed=0, device=torch.device("cpu"), pools_dir=pools_dir, progress=False, **paths)
+    metrics = victim.run(cfg=section(victims.VictimConfig, cfg), seed=0, device=torch.device("cpu"), pools_dir=pools_dir, progress=False, **paths)
     return metrics, paths
 
 
@@ -40,7 +41,7 @@ def test_train_learns_and_reports_every_labelled_pool(tmp_path, params, pools):
     losses = [float(r.split(",")[1]) for r in history[1:]]
     assert losses[-1] < losses[0]
     state = torch.load(paths["model_path"], weights_only=True)
-    model = victims.load(paths["model_path"], cfg)
+    model = victims.load(paths["model_path"], section(victims.VictimConfig, cfg))
     assert set(state) == set(model.state_dict())
     assert not torch.allclose(state["normalize.std"], torch.full_like(state["normalize.std"], 0.25))
 
@@ -78,7 +79,7 @@ def test_torchvision_mode_restricts_logits_to_the_pool_classes(tmp_path, params)
                torchvision_weights=str(tmp_path / "r18.pt"), imagenet_classes=str(tmp_path / "classes.txt"))
     metrics, paths = run(tmp_path, cfg, pools_dir)
     assert set(metrics["accuracy"]) == set(POOL_ORDER) and metrics["classes"] == 3
-    model = victims.load(paths["model_path"], cfg)
+    model = victims.load(paths["model_path"], section(victims.VictimConfig, cfg))
     x = torch.rand(2, 3, 32, 32)
     full = backbone.eval()(victims.Normalize(victims.IMAGENET_MEAN, victims.IMAGENET_STD)(x))
     assert torch.allclose(model(x), full[:, [7, 42, 999]], atol=1e-5)

@@ -1,7 +1,7 @@
 # Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate
 # (tests/test_dag.py fails while this file is stale). Helpers: common.smk.
 rule evaluate:
-    """Every defence against every test column, seen and unseen protocols (tables like 001 Table II/III)."""
+    """Every defence against every test column, seen and unseen protocols (tables like Li, Angelov and Suri, Tables II/III)."""
     input:
         pools=f"data/pools/{config['evaluate']['pool']}.h5",
         adversarial=outputs_under(f"data/adversarial/{config['evaluate']['pool']}"),
@@ -20,6 +20,7 @@ rule evaluate:
             "src/advrecover/models/resnet.py",
             "src/advrecover/data/adversarial.py",
             "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
             "src/advrecover/device.py",
         ],
     output:

@@ -1,7 +1,7 @@
 # Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate
 # (tests/test_dag.py fails while this file is stale). Helpers: common.smk.
 rule train_cae:
-    """Train the clean-image VAE (001 eq. (1)) of one recovery variant on the unlabelled cae pool."""
+    """Train the clean-image VAE (Li, Angelov and Suri, eq. (1)) of one recovery variant on the unlabelled cae pool."""
     input:
         cae="data/pools/cae.h5",
         code=[
@@ -34,7 +34,7 @@ rule train_cae:
 
 
 rule train_aae:
-    """Train the AAE (001 eq. (2)-(6), CAE frozen) of one variant on one attack's adversarial aae images."""
+    """Train the AAE (Li, Angelov and Suri, eq. (2)-(6); CAE frozen) of one variant on one attack's adversarial aae images."""
     input:
         aae="data/pools/aae.h5",
         aae_="data/adversarial/aae/{train_set}.h5",
@@ -45,6 +45,7 @@ rule train_aae:
             "src/advrecover/training.py",
             "src/advrecover/device.py",
             "src/advrecover/data/adversarial.py",
+            "src/advrecover/data/tensors.py",
         ],
     output:
         outs=["models/aae/{variant}/{train_set}.pt"],
@@ -80,6 +81,7 @@ rule train_aae_mixed:
             "src/advrecover/training.py",
             "src/advrecover/device.py",
             "src/advrecover/data/adversarial.py",
+            "src/advrecover/data/tensors.py",
         ],
     output:
         outs=["models/aae/{variant}/mixed.pt"],

@@ -65,7 +65,7 @@ class ConvVAE(nn.Module):
     def __init__(self, image_size: int, layout: str, patch: int, widths: list[int], kernel: int, stride: int = 1):
         super().__init__()
         self.layout = Layout(layout, image_size, patch)
-        self.layout_config = {"layout": layout, "patch": patch}
+        self.architecture = {"layout": layout, "patch": patch, "widths": list(widths), "kernel": kernel, "stride": stride}
         if kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (same-length padding), got {kernel}")
         if self.layout.length % stride ** len(widths):
@@ -117,13 +117,13 @@ def mean_psnr(transform, images: torch.Tensor, device, batch_size: int = 256) ->
     return float(torch.cat(values).mean()) if values else float("nan")
 
 
-def save(path, model: ConvVAE, cfg: dict, image_size: int) -> None:
+def save(path, model: ConvVAE) -> None:
     """A self-describing checkpoint: the architecture settings and the weights."""
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
-        torch.save({"config": {k: cfg[k] for k in ("layout", "patch", "widths", "kernel", "stride")},
-                    "image_size": image_size, "state_dict": model.state_dict()}, tmp)
+        torch.save({"config": model.architecture, "image_size": model.layout.size, "state_dict": model.state_dict()},
+                   tmp)
 
 
 def load(path) -> ConvVAE:
@@ -143,6 +143,6 @@ def load(path) -> ConvVAE:
     return model.eval()
 
 
-def build(cfg: dict, image_size: int) -> ConvVAE:
-    """A ConvVAE from a ``cae``/``aae`` params section (shared ``layout``/``patch``/``kernel``)."""
-    return ConvVAE(image_size, cfg["layout"], cfg["patch"], cfg["widths"], cfg["kernel"], cfg["stride"])
+def build(architecture: dict, image_size: int) -> ConvVAE:
+    """A ConvVAE from its ``layout``, ``patch``, ``widths``, ``kernel`` and ``stride``."""
+    return ConvVAE(image_size, **architecture)

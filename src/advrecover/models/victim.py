@@ -7,6 +7,7 @@ the 200 ImageNet classes that ImageNet-R covers, the protocol of Hendrycks et al
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,6 +17,31 @@ from ..io import load_checkpoint
 from .resnet import Normalize, ResNet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class VictimConfig:
+    """The ``victim`` params. ``mode`` train | checkpoint | torchvision. The ResNet (train,
+    checkpoint): channels ``widths`` and residual ``blocks`` per stage, ``stem_stride``; training:
+    ``epochs``, ``batch_size``, peak ``lr`` of SGD with one-cycle schedule, ``weight_decay``,
+    ``augment`` (random crop and flip); ``eval_batch_size``. ``checkpoint``: its state dict (mode
+    checkpoint). ``torchvision_arch``, local ``torchvision_weights`` and the ``imagenet_classes``
+    file (mode torchvision)."""
+
+    mode: str
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    stem_stride: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    augment: bool
+    eval_batch_size: int
+    checkpoint: str | None
+    torchvision_arch: str
+    torchvision_weights: str | None
+    imagenet_classes: str | None
 
 
 class ClassSubset(nn.Module):
@@ -42,16 +68,16 @@ def _wnid_index(classes_file: str, class_names) -> list[int]:
     return [position[c] for c in class_names]
 
 
-def build(cfg: dict, class_names) -> nn.Module:
-    """An untrained victim for ``cfg`` (the ``victim`` params) over ``class_names``."""
-    if cfg["mode"] in ("train", "checkpoint"):
-        return ResNet(len(class_names), cfg["widths"], cfg["blocks"], cfg["stem_stride"])
+def build(cfg: VictimConfig, class_names) -> nn.Module:
+    """An untrained victim for ``cfg`` over ``class_names``."""
+    if cfg.mode in ("train", "checkpoint"):
+        return ResNet(len(class_names), cfg.widths, cfg.blocks, cfg.stem_stride)
     import torchvision
 
     net = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD),
-                        torchvision.models.get_model(cfg["torchvision_arch"], weights=None))
-    if cfg["imagenet_classes"]:
-        return ClassSubset(net, _wnid_index(cfg["imagenet_classes"], class_names))
+                        torchvision.models.get_model(cfg.torchvision_arch, weights=None))
+    if cfg.imagenet_classes:
+        return ClassSubset(net, _wnid_index(cfg.imagenet_classes, class_names))
     return net
 
 
@@ -71,18 +97,18 @@ def load_weights(model: nn.Module, state: dict, path, what: str) -> nn.Module:
     return model
 
 
-def load(path: str | Path, cfg: dict) -> nn.Module:
+def load(path: str | Path, cfg: VictimConfig) -> nn.Module:
     """The victim written by the ``victim`` stage, in eval mode and frozen (its label space read from
     the state dict). Frozen because attacks and defences differentiate through it to their inputs
     only: an attack that calls ``backward()`` (torchattacks' CW, SSAH) would otherwise also compute
     and accumulate every weight gradient, which nearly doubled CW's time per step here."""
     state = load_state(path, "victim model")
-    if cfg["mode"] in ("train", "checkpoint"):
+    if cfg.mode in ("train", "checkpoint"):
         if "fc.weight" not in state:
             raise ValueError(f"victim model: {path} is not a state dict of the ResNet victim (no fc.weight)")
-        model = ResNet(state["fc.weight"].shape[0], cfg["widths"], cfg["blocks"], cfg["stem_stride"])
+        model = ResNet(state["fc.weight"].shape[0], cfg.widths, cfg.blocks, cfg.stem_stride)
     else:
-        model = build(dict(cfg, imagenet_classes=None), [])
+        model = build(replace(cfg, imagenet_classes=None), [])
         if "index" in state:
             model = ClassSubset(model, torch.zeros(len(state["index"]), dtype=torch.long))
     return load_weights(model, state, path, "victim model").eval().requires_grad_(False)

@@ -117,7 +117,7 @@ def attack_batch(attack, model: torch.nn.Module, clean_logits: CleanLogits, x: t
         y = pred_clean = clean_logits.predictions()
         adv = attack(x, y).detach()
     stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
-    adv_f = torch.from_numpy(adv_format.dequantize(stored)).permute(0, 3, 1, 2).to(device)
+    adv_f = to_tensor(adv_format.dequantize(stored)).to(device)
     with torch.no_grad():
         pred_adv = model(adv_f).argmax(1)
     delta = (adv_f - x).flatten(1)
@@ -147,7 +147,7 @@ def set_attributes(*, name: str, spec: dict, pool_name: str, pool_checksum: str,
             "n_shards": n_shards, "target": "label" if labelled else "prediction", "versions": versions()}
 
 
-def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: dict,
+def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: victims.VictimConfig,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
         compression: str = "blosc", use_labels: bool = True, progress: bool = True) -> dict:
     """Attack shard ``shard`` of the pool with instance ``name`` (``spec``: method and parameters).

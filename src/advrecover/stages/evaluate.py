@@ -25,6 +25,7 @@ from .. import defences as defence_registry
 from .. import metrics as M
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
+from ..data.tensors import to_tensor
 from ..io import atomic_path, sha256_file, write_json
 from ..models import victim as victims
 
@@ -156,7 +157,7 @@ class Cells:
 
 
 def run(*, defences: dict, columns: list[str], train_on: list[str], pool_path: str | Path, adversarial_dir: str | Path,
-        victim_path: str | Path, victim_cfg: dict, models_dir: str | Path, tau: float, batch_size: int, seed: int,
+        victim_path: str | Path, victim_cfg: victims.VictimConfig, models_dir: str | Path, tau: float, batch_size: int, seed: int,
         device, results_dir: str | Path, metrics_path: str | Path) -> dict:
     """Evaluate every defence on every column; write the results and metrics files."""
     defence_registry.check(defences)
@@ -166,13 +167,13 @@ def run(*, defences: dict, columns: list[str], train_on: list[str], pool_path: s
     labels = pool.labels
     victim_checksum = sha256_file(victim_path)
     victim = victims.load(victim_path, victim_cfg).to(device)
-    clean = torch.from_numpy(pool.images).permute(0, 3, 1, 2).float().div(255)
+    clean = to_tensor(pool.images)
     inputs = {CLEAN: clean}
     for a in columns:
         s = read_adversarial(Path(adversarial_dir) / f"{a}.h5", victim_checksum, pool.attrs["checksum"])
         if not np.array_equal(s.pool_index, np.arange(len(labels))):
             raise ValueError(f"{adversarial_dir}/{a}.h5: does not hold the whole pool in order; re-run its attack stages")
-        inputs[a] = torch.from_numpy(s.float_images).permute(0, 3, 1, 2).contiguous()
+        inputs[a] = to_tensor(s.float_images)
     with torch.no_grad():
         pred_clean = np.concatenate([victim(clean[s:s + batch_size].to(device)).argmax(1).cpu().numpy()
                                      for s in range(0, len(clean), batch_size)]) if len(clean) else labels

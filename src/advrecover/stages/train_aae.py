@@ -15,6 +15,7 @@ Only images are read: labels never reach either model.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,32 @@ import torch
 
 from .. import training
 from ..data.adversarial import read_adversarial, read_attrs
+from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import autoencoder as ae
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AAEConfig:
+    """``recovery.aae.<variant>``: E_AAE/D_AAE's ``widths``, ``kernel`` and ``stride`` (the image
+    layout is the CAE's), the KL weight ``lambda2`` of eq. (5), the ``warmup`` share of epochs on
+    the reconstruction term alone, the two deviations ``anchor`` (weight) and ``init_from_cae``,
+    and the training options."""
+
+    widths: tuple[int, ...]
+    kernel: int
+    stride: int
+    lambda2: float
+    warmup: float
+    anchor: float
+    init_from_cae: bool
+    train: training.Optimisation
+
+    def architecture(self, cae: ae.ConvVAE) -> dict:
+        """The AAE's architecture: this section's convolutions on the layout of ``cae``."""
+        return {**cae.architecture, "widths": list(self.widths), "kernel": self.kernel, "stride": self.stride}
 
 
 def cycle(cae: ae.ConvVAE, aae: ae.ConvVAE, x_a: torch.Tensor) -> dict:
@@ -66,29 +89,28 @@ def training_images(sets: dict[str, Path], train_set: str, seed: int, pool_check
             read[names[0]].float_images
     else:
         images = read[names[0]].float_images
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous(), victims.pop()
+    return to_tensor(images), victims.pop()
 
 
-def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: dict, layout: dict, seed: int, device, history_path,
-          checkpoint_path, config_key: str = "", progress: bool = True) -> ae.ConvVAE:
+def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: AAEConfig, seed: int, device, history_path, checkpoint_path,
+          config_key: str = "", progress: bool = True) -> ae.ConvVAE:
     """Fit an AAE to adversarial ``images`` with ``cae`` frozen; the CAE's weights are checked unchanged."""
     torch.manual_seed(seed)
     cae = cae.to(device).eval().requires_grad_(False)
     before = {k: v.clone() for k, v in cae.state_dict().items()}
-    model = ae.build({**cfg, **layout}, images.shape[-1]).to(device)
-    if cfg["init_from_cae"]:
+    model = ae.build(cfg.architecture(cae), images.shape[-1]).to(device)
+    if cfg.init_from_cae:
         model.load_state_dict(cae.state_dict())
-    opt = training.optimizer(model.parameters(), cfg)
-    sched = training.step_schedule(opt, cfg)
-    warmup_epochs = round(cfg["warmup"] * cfg["epochs"])
+    opt, sched = cfg.train.build(model.parameters())
+    warmup_epochs = round(cfg.warmup * cfg.train.epochs)
 
     def epoch_step(epoch, gen):
         model.train()
         warm = epoch <= warmup_epochs
-        return training.run_epoch(lambda x: aae_loss(x, cycle(cae, model, x), cfg["lambda2"], cfg["anchor"], warm),
-                                  images, cfg["batch_size"], gen, device, opt)
+        return training.run_epoch(lambda x: aae_loss(x, cycle(cae, model, x), cfg.lambda2, cfg.anchor, warm),
+                                  images, cfg.train.batch_size, gen, device, opt)
 
-    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+    training.fit(model, opt, sched, cfg.train.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
                  "train_aae", progress=progress)
     after = cae.state_dict()
     if any(not torch.equal(before[k], after[k]) for k in before):
@@ -96,7 +118,7 @@ def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: dict, layout: dict, seed: 
     return model.eval()
 
 
-def run(*, cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
+def run(*, cfg: AAEConfig, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
         device, model_path: str | Path, history_path: str | Path, metrics_path: str | Path,
         progress: bool = True) -> dict:
     """Train the AAE on the aae pool's adversarial set(s) against the frozen CAE at ``cae_path``."""
@@ -105,11 +127,9 @@ def run(*, cfg: dict, train_set: str, sets: dict[str, Path], pool_path: str | Pa
     if not len(images):
         raise ValueError(f"the {train_set} training set is empty (sample.pools.aae.n)")
     cae = ae.load(cae_path)
-    layout = {k: cae.layout_config[k] for k in ("layout", "patch")}
     key = config_digest(cfg, train_set, seed, sha256_file(cae_path), pool_checksum, victim_checksum)
-    model = train(cae, images, cfg, layout, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
-                  progress)
-    ae.save(model_path, model.cpu(), {**cfg, **layout}, images.shape[-1])
+    model = train(cae, images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key, progress)
+    ae.save(model_path, model.cpu())
     cae = cae.cpu()
     psnr = ae.mean_psnr(lambda x: cae.decode(model.encode(x)[0]), images, "cpu")
     metrics = {"train_set": train_set, "n": len(images), "psnr_recovery_to_input": round(psnr, 4)}

@@ -9,6 +9,7 @@ it has any, never reach the model.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,26 @@ from ..models import autoencoder as ae
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class CAEConfig:
+    """``recovery.cae.<variant>``: the architecture (``layout``, ``patch``, encoder ``widths``,
+    ``kernel``, ``stride``: see :class:`~advrecover.models.autoencoder.ConvVAE`), the KL weight
+    ``lambda1`` of eq. (1), and the training options."""
+
+    layout: str
+    patch: int
+    widths: tuple[int, ...]
+    kernel: int
+    stride: int
+    lambda1: float
+    train: training.Optimisation
+
+    @property
+    def architecture(self) -> dict:
+        return {"layout": self.layout, "patch": self.patch, "widths": list(self.widths), "kernel": self.kernel,
+                "stride": self.stride}
+
+
 def cae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              lambda1: float) -> dict:
     """The terms of eq. (1) and their weighted sum ``loss``."""
@@ -29,28 +50,27 @@ def cae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
     return {"loss": recon + lambda1 * kl, "recon": recon, "kl": kl}
 
 
-def train(images: torch.Tensor, cfg: dict, seed: int, device, history_path, checkpoint_path, config_key: str = "",
+def train(images: torch.Tensor, cfg: CAEConfig, seed: int, device, history_path, checkpoint_path, config_key: str = "",
           progress: bool = True) -> ae.ConvVAE:
     """Fit a CAE to ``images`` (N, 3, H, W in [0, 1]) through :func:`training.fit`."""
     torch.manual_seed(seed)
-    model = ae.build(cfg, images.shape[-1]).to(device)
-    opt = training.optimizer(model.parameters(), cfg)
-    sched = training.step_schedule(opt, cfg)
+    model = ae.build(cfg.architecture, images.shape[-1]).to(device)
+    opt, sched = cfg.train.build(model.parameters())
 
     def step(x):
         mu, logvar = model.encode(x)
-        return cae_loss(x, model.decode(model.sample(mu, logvar)), mu, logvar, cfg["lambda1"])
+        return cae_loss(x, model.decode(model.sample(mu, logvar)), mu, logvar, cfg.lambda1)
 
     def epoch_step(epoch, gen):
         model.train()
-        return training.run_epoch(step, images, cfg["batch_size"], gen, device, opt)
+        return training.run_epoch(step, images, cfg.train.batch_size, gen, device, opt)
 
-    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+    training.fit(model, opt, sched, cfg.train.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
                  "train_cae", progress=progress)
     return model.eval()
 
 
-def run(*, cfg: dict, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
+def run(*, cfg: CAEConfig, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train the CAE on the pool's images; write the model, the per-epoch history and metrics."""
     pool = read_pool(pool_path)
@@ -59,7 +79,7 @@ def run(*, cfg: dict, seed: int, device, pool_path: str | Path, model_path: str 
     images = to_tensor(pool.images)
     key = config_digest(cfg, seed, pool.attrs["checksum"])
     model = train(images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key, progress)
-    ae.save(model_path, model.cpu(), cfg, images.shape[-1])
+    ae.save(model_path, model.cpu())
     metrics = {"n": len(images), "psnr_train": round(ae.mean_psnr(model, images, "cpu"), 4)}
     write_json(metrics_path, metrics)
     log.info("CAE: %d images, reconstruction PSNR %.2f dB", len(images), metrics["psnr_train"])

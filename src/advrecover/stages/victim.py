@@ -50,27 +50,27 @@ def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: 
     return correct / max(1, len(images))
 
 
-def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, device, history_path: Path,
-          checkpoint_path: Path, config_key: str = "", progress: bool = True):
+def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConfig, seed: int, device,
+          history_path: Path, checkpoint_path: Path, config_key: str = "", progress: bool = True):
     """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate, through :func:`training.fit`:
     per-epoch loss and accuracy to CSV, a checkpoint per epoch, NaN detection."""
     x_all, y_all = to_tensor(images), torch.from_numpy(labels)
     model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
     model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
     model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=cfg["weight_decay"])
-    steps = (len(x_all) + cfg["batch_size"] - 1) // cfg["batch_size"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["lr"], total_steps=cfg["epochs"] * steps)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                          weight_decay=cfg.weight_decay)
+    steps = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps)
 
     def epoch_step(epoch: int, gen: torch.Generator) -> dict:
         model.train()
         order = torch.randperm(len(x_all), generator=gen)
         total, correct, seen = 0.0, 0, 0
         for b in range(steps):
-            idx = order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]]
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = x_all[idx], y_all[idx]
-            if cfg["augment"]:
+            if cfg.augment:
                 x = augment(x, gen)
             x, y = x.to(device), y.to(device)
             logits = model(x)
@@ -84,18 +84,18 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: dict, seed: int, d
             seen += len(y)
         return {"loss": total / seen, "train_accuracy": correct / seen}
 
-    training.fit(model, opt, sched, cfg["epochs"], epoch_step, checkpoint_path, history_path, config_key, seed,
+    training.fit(model, opt, sched, cfg.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
                  "victim", scheduler_per_epoch=False, progress=progress)
     return model
 
 
-def run(*, cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str | Path,
+def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, model_path: str | Path,
         metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train or load the victim, write its state dict, and its clean accuracy on every labelled pool."""
     torch.manual_seed(seed)
     pools_dir = Path(pools_dir)
     pools = {name: read_pool(pools_dir / f"{name}.h5") for name in POOL_ORDER}
-    if cfg["mode"] == "train":
+    if cfg.mode == "train":
         train_pool = pools.get("victim")
         if train_pool is None or not len(train_pool.labels) or not train_pool.labelled:
             raise ValueError("victim.mode=train needs a labelled, non-empty 'victim' pool "
@@ -109,28 +109,28 @@ def run(*, cfg: dict, seed: int, device, pools_dir: str | Path, model_path: str 
         reference = pools["test"] if pools["test"].labelled else pools["victim"]
         class_names = reference.class_names
         model = victims.build(cfg, class_names)
-        if cfg["mode"] == "checkpoint":
-            if not cfg["checkpoint"]:
+        if cfg.mode == "checkpoint":
+            if not cfg.checkpoint:
                 raise ValueError("victim.checkpoint: a state-dict path is required when victim.mode=checkpoint")
-            victims.load_weights(model, victims.load_state(cfg["checkpoint"], "victim.checkpoint"), cfg["checkpoint"],
+            victims.load_weights(model, victims.load_state(cfg.checkpoint, "victim.checkpoint"), cfg.checkpoint,
                                  "victim.checkpoint")
         else:
-            if not cfg["torchvision_weights"]:
+            if not cfg.torchvision_weights:
                 raise ValueError("victim.torchvision_weights: a local weights file is required when "
                                  "victim.mode=torchvision (weights are never downloaded)")
             backbone = model.model[1] if isinstance(model, victims.ClassSubset) else model[1]
-            victims.load_weights(backbone, victims.load_state(cfg["torchvision_weights"], "victim.torchvision_weights"),
-                                 cfg["torchvision_weights"], "victim.torchvision_weights")
+            victims.load_weights(backbone, victims.load_state(cfg.torchvision_weights, "victim.torchvision_weights"),
+                                 cfg.torchvision_weights, "victim.torchvision_weights")
         with atomic_path(history_path) as tmp:
             tmp.write_text("epoch,loss,train_accuracy\n")
         model.to(device)
     with atomic_path(model_path) as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-    metrics = {"mode": cfg["mode"], "classes": len(class_names), "accuracy": {}}
+    metrics = {"mode": cfg.mode, "classes": len(class_names), "accuracy": {}}
     for name, pool in pools.items():
         if pool.labelled and pool.class_names == list(class_names):
             metrics["accuracy"][name] = round(accuracy(model, pool.images, pool.labels, device,
-                                                       cfg["eval_batch_size"]), 6)
+                                                       cfg.eval_batch_size), 6)
             log.info("victim clean accuracy on pool %s: %.4f", name, metrics["accuracy"][name])
     write_json(metrics_path, metrics)
     return metrics
