@@ -45,9 +45,9 @@ def argv(stage: str, ws: Path) -> list[str]:
                       "--sets", f"{ws}/data/adversarial/test", "--cae", f"{ws}/models/cae/default.pt",
                       "--model", f"{ws}/models/aae.pt", "--history", f"{ws}/metrics/aae.csv",
                       "--metrics", f"{ws}/metrics/aae.json"],
-        "evaluate": ["evaluate", *p, "--pool", f"{ws}/data/pools/test.h5", "--adversarial", f"{ws}/data/adversarial/test",
-                     "--victim", f"{ws}/models/victim.pt", "--models", f"{ws}/models", "--results", f"{ws}/results",
-                     "--metrics", f"{ws}/metrics/evaluate.json"],
+        "evaluate": ["evaluate", *p, "--defence", "none", "--pool", f"{ws}/data/pools/test.h5",
+                     "--adversarial", f"{ws}/data/adversarial/test", "--victim", f"{ws}/models/victim.pt",
+                     "--models", f"{ws}/models", "--out", f"{ws}/results/defences/none"],
     }[stage]
 
 
@@ -58,8 +58,7 @@ OUTPUTS = {  # what each stage writes, relative to the workspace: all must survi
     "attack": ["data/adversarial/test/fgsm/shard-0.h5"],
     "train_cae": ["models/cae/default.pt", "metrics/cae.csv", "metrics/cae.json"],
     "train_aae": ["models/aae.pt", "metrics/aae.csv", "metrics/aae.json"],
-    "evaluate": ["results/seen.csv", "results/seen.md", "results/unseen.csv", "results/unseen.md",
-                 "metrics/evaluate.json"],
+    "evaluate": ["results/defences/none/seen.csv", "results/defences/none/unseen.csv"],
 }
 
 
@@ -222,8 +221,8 @@ CASES = [
          "attack.run: ['nope'] are not defined under attack.instances"),
     Case("params: unknown attack method", "attack", set_param("attack.instances.fgsm.method", "magic"),
          "attack.instances.fgsm.method"),
-    Case("params: unknown defence", "evaluate", set_param("evaluate.defences.none.method", "magic"),
-         "evaluate.defences.none.method: unknown defence 'magic'"),
+    Case("params: unknown defence", "evaluate", set_param("evaluate.defences.extra", {"method": "magic"}),
+         "evaluate.defences.extra.method: unknown defence 'magic'"),
     Case("params: not YAML", "sample", params_text("seed: [1, 2\n"), "is not valid YAML"),
     Case("params: code in a YAML tag", "sample",
          params_text("seed: !!python/object/apply:os.system ['touch MARKER']\n"), "is not valid YAML", [MARKER]),

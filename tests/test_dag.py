@@ -71,6 +71,22 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
             assert set(spec.params) == {dag.param_name(k) for k in dvc_keys}
 
 
+def test_a_new_defence_adds_one_evaluate_and_one_adaptive_job(tmp_path):
+    """Under both runners: the jobs of the DAG with one more defence are those without it plus
+    ``evaluate@<it>`` and ``adaptive@<it>`` (the tables job is shared and re-assembles)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    before = copy_repo(tmp_path / "before", params)
+    params["evaluate"]["defences"]["another"] = {"method": "none"}
+    after = copy_repo(tmp_path / "after", params)
+    for runner in ("dvc", "snakemake"):
+        if runner == "dvc":
+            jobs = [set(dvc_stages(ws)[0]) for ws in (before, after)]
+        else:
+            jobs = [set(snakemake_jobs(sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout, ws))
+                    for ws in (before, after)]
+        assert jobs[1] - jobs[0] == {"evaluate@another", "adaptive@another"} and jobs[0] <= jobs[1], runner
+
+
 def test_generated_rules_are_current():
     """workflow/rules/<topic>.smk are what `python -m advrecover.rules` writes from dvc.yaml."""
     from advrecover import rules

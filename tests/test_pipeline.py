@@ -244,8 +244,11 @@ def within_slurm_tolerance(a, b) -> bool:
     fa, fb = pd.read_csv(a), pd.read_csv(b)
     if list(fa.columns) != list(fb.columns) or len(fa) != len(fb):
         return False
+    numeric = [c for c in fa.columns if fa[c].dtype.kind in "fiub"]
+    if not fa.drop(columns=numeric).fillna("").equals(fb.drop(columns=numeric).fillna("")):
+        return False
     if "accuracy_ci_low" not in fa:
-        return np.allclose(fa.values, fb.values, rtol=1e-2, atol=1e-3)
+        return np.allclose(fa[numeric].values, fb[numeric].values, rtol=1e-2, atol=1e-3, equal_nan=True)
     for field in ("accuracy", "recovery_rate"):
         slack = 1 / fa["n"]
         if not ((fb[field] >= fa[f"{field}_ci_low"] - slack) & (fb[field] <= fa[f"{field}_ci_high"] + slack)).all():
@@ -259,7 +262,8 @@ def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
     with Repo(str(dvc)) as repo:
         aaes = [s.name for s in repo.index.stages if s.name.startswith("train_aae")]
     expected = set().union(*(dependants(dvc, a) for a in aaes))
-    assert expected == set(aaes) | {"evaluate"}
+    evaluation = {f"{stage}@{d}" for stage in ("evaluate", "adaptive") for d in tiny_params()["evaluate"]["defences"]}
+    assert expected == set(aaes) | evaluation | {"tables"}
     for ws in workspaces:
         params = yaml.safe_load((ws / "params.yaml").read_text())
         params["recovery"]["aae"]["default"]["epochs"] += 1
@@ -269,15 +273,17 @@ def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
 
 
 def test_editing_evaluation_code_reruns_evaluate_only(workspaces):
-    """A real change to the metrics code (the PSNR reported for identical images)."""
+    """A real change to the metrics code (the PSNR reported for identical images): every defence's
+    evaluate job and the tables, not the adaptive jobs."""
     snake, dvc = workspaces
     for ws in workspaces:
         path = ws / "src/advrecover/metrics.py"
         code = path.read_text()
         assert "PSNR_CAP = 100.0" in code
         path.write_text(code.replace("PSNR_CAP = 100.0", "PSNR_CAP = 99.0"))
-    assert dvc_ran(dvc) == {"evaluate"}
-    assert snakemake_ran(snake) == {"evaluate"}
+    expected = {f"evaluate@{d}" for d in tiny_params()["evaluate"]["defences"]} | {"tables"}
+    assert dvc_ran(dvc) == expected
+    assert snakemake_ran(snake) == expected
 
 
 def test_editing_sample_code_reruns_sample(workspaces):
@@ -337,10 +343,29 @@ def test_evaluation_tables_and_the_no_defence_row(workspaces):
     cells = unseen[(unseen["defence"] == "cae_aae") & (unseen["column"] != "clean")]
     assert (cells["train_set"] != cells["column"]).all()
     accuracy = json.loads((ws / "metrics/evaluate.json").read_text())["accuracy"]
-    s = read_adversarial(ws / "data/adversarial/test/pgd_8.h5")
-    assert accuracy["seen"]["none"]["pgd_8"] == pytest.approx((s.pred_adv == s.label).mean(), abs=1e-6)
+    for column in tiny_params()["attack"]["run"]:  # one answer per image: the same predictions, exactly
+        s = read_adversarial(ws / f"data/adversarial/test/{column}.h5")
+        assert accuracy["seen"]["none"][column] == round(float((s.pred_adv == s.label).mean()), 6), column
+        figures = json.loads((ws / f"metrics/attack/test/{column}.json").read_text())
+        assert accuracy["seen"]["none"][column] == figures["adversarial_accuracy"], column
+        assert 0 <= figures["near_boundary_share"] <= 1
     victim = json.loads((ws / "metrics/victim.json").read_text())["accuracy"]["test"]
-    assert accuracy["seen"]["none"]["clean"] == pytest.approx(victim, abs=1e-6)
+    assert accuracy["seen"]["none"]["clean"] == victim
+
+
+def test_adaptive_table_has_every_defence_the_reference_row_and_the_flags(workspaces):
+    import pandas as pd
+
+    _, ws = workspaces
+    defences = tiny_params()["evaluate"]["defences"]
+    frame = pd.read_csv(ws / "results/adaptive.csv", keep_default_na=False)
+    assert set(frame["defence"]) == set(defences)
+    assert {"clean", "transfer", "route_full", "route_bpda", "worst_case", "dr_transfer", "flags"} <= set(frame.columns)
+    assert (frame["worst_case"] <= frame[["transfer", "route_full", "route_bpda"]].min(axis=1) + 1e-9).all()
+    text = (ws / "results/adaptive.md").read_text()
+    assert "none (victim alone)" in text and "| flags" in text
+    summary = sh(["python", "-m", "advrecover.outputs", "summary"], ws).stdout
+    assert "Adaptive attacks through every defence" in summary
 
 
 def test_ablation_writes_one_row_per_setting(workspaces, tmp_path):

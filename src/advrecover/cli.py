@@ -82,10 +82,41 @@ def _evaluate(args, p, device):
     from .stages import evaluate
 
     e = p["evaluate"]
-    evaluate.run(defences=e["defences"], columns=p["attack"]["run"], train_on=p["recovery"]["train_on"],
-                 pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim, victim_cfg=_victim_config(p),
-                 models_dir=args.models, tau=e["tau"], batch_size=e["batch_size"], seed=p["seed"], device=device,
-                 results_dir=args.results, metrics_path=args.metrics)
+    evaluate.run(defence=args.defence, spec=_defence(p, args.defence), columns=p["attack"]["run"],
+                 train_on=p["recovery"]["train_on"], pool_path=args.pool, adversarial_dir=args.adversarial,
+                 victim_path=args.victim, victim_cfg=_victim_config(p), models_dir=args.models, tau=e["tau"],
+                 batch_size=e["batch_size"], calibration_share=e["detection"]["calibration_share"],
+                 fpr=e["detection"]["fpr"], seed=p["seed"], device=device, out_dir=args.out)
+
+
+def _adaptive(args, p, device):
+    from .stages import adaptive
+
+    d = p["evaluate"]["detection"]
+    adaptive.run(defence=args.defence, spec=_defence(p, args.defence),
+                 cfg=params_mod.section(adaptive.AdaptiveConfig, p["adaptive"]),
+                 calibration_share=d["calibration_share"], fpr=d["fpr"], columns=p["attack"]["run"],
+                 pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim,
+                 victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
+                 out_path=args.out, metrics_path=args.metrics)
+
+
+def _tables(args, p, device):
+    from .stages import tables
+
+    tables.run(defences=list(p["evaluate"]["defences"]), columns=p["attack"]["run"], evaluated_dir=args.evaluated,
+               adaptive_dir=args.adaptive, results_dir=args.results, metrics_path=args.metrics)
+
+
+def _defence(p: dict, name: str) -> dict:
+    """The spec of one defence, after checking every one (a typo anywhere stops every job)."""
+    from . import defences as registry
+
+    defences = p["evaluate"]["defences"]
+    registry.check(defences)
+    if name not in defences:
+        raise ValueError(f"--defence {name}: not defined under evaluate.defences {list(defences)}")
+    return defences[name]
 
 
 def _victim_config(p: dict):
@@ -97,7 +128,7 @@ def _victim_config(p: dict):
 def _device(p: dict, stage: str):
     """The torch device of ``p["device"]``, with torch using every CPU of this job's allocation
     (set once, here, for every stage that runs torch)."""
-    if stage in ("sample", "attack_merge"):
+    if stage in ("sample", "attack_merge", "tables"):
         return None
     from .device import resolve, use_allocated_cpus
 
@@ -139,11 +170,20 @@ STAGES = {
         ("--sets", "directory holding <attack>.h5 adversarial sets of the aae pool"),
         ("--cae", "the trained CAE of the variant (kept frozen)"), ("--model", "output model (.pt)"), HISTORY,
         ("--metrics", "output JSON: PSNR of the recovery to its input")]),
-    "evaluate": ("every defence against every test column", _evaluate, [
-        ("--pool", "the evaluated pool file"), ("--adversarial", "directory holding the pool's <attack>.h5 sets"),
+    "evaluate": ("one defence against every test column, both protocols", _evaluate, [
+        ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
+        ("--adversarial", "directory holding the pool's <attack>.h5 sets"),
         VICTIM, ("--models", "directory holding cae/ and aae/ models"),
-        ("--results", "output directory: <protocol>.csv and <protocol>.md"),
-        ("--metrics", "output JSON: accuracy per defence and column")]),
+        ("--out", "output directory: <protocol>.csv of this defence")]),
+    "adaptive": ("attack one defence adaptively (through it), with sanity checks", _adaptive, [
+        ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
+        ("--adversarial", "directory holding the pool's <attack>.h5 sets (the transfer images)"),
+        VICTIM, ("--models", "directory holding cae/ and aae/ models"), ("--out", "output CSV: this defence's rows"),
+        ("--metrics", "output JSON: the same rows")]),
+    "tables": ("assemble every defence's rows into the result tables", _tables, [
+        ("--evaluated", "directory holding <defence>/<protocol>.csv"), ("--adaptive", "directory holding <defence>.csv"),
+        ("--results", "output directory: seen, unseen and adaptive tables (.csv and .md)"),
+        ("--metrics", "output JSON: accuracy per defence and column, adaptive worst cases")]),
 }
 
 

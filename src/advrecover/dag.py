@@ -111,6 +111,8 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
         if isinstance(values, str):
             m = VAR.fullmatch(values.strip())
             values = lookup(params, m.group(1)) if m else None
+        if isinstance(values, dict):  # DVC iterates a mapping's keys (e.g. the names of evaluate.defences)
+            values = list(values)
         if not isinstance(values, list) or not values:
             raise DagError(f"stage {name}: matrix key {key!r} must be a non-empty list (or ${{...}} of one)")
         wildcards[key] = [str(v) for v in values]

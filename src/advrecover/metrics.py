@@ -11,13 +11,15 @@ when comparing two figures, or the same figure from another machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import bootstrap
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 PSNR_CAP = 100.0  # dB for identical images (PSNR is infinite there); keeps means finite
+CLEAN = "clean"  # the column of unattacked images
+PROTOCOLS = ("seen", "unseen")  # Li, Angelov and Suri's Tables II and III
 PIXEL_FIELDS = ("recovery_ratio", "psnr", "ssim", "psnr_to_input")
 ACCURACIES = ("accuracy", "recovery_rate")  # the fields that get confidence intervals
 CI_LEVEL, CI_RESAMPLES = 0.95, 2000
@@ -51,17 +53,20 @@ def per_image(clean: np.ndarray, inputs: np.ndarray, recovered: np.ndarray, tau:
 class Scores:
     """Per-image results of one test column: ``correct`` is 1 where the victim classifies the
     recovered image correctly (a fraction where several models' results are averaged), ``clean_ok``
-    where it classifies the clean image correctly, ``pixels`` the :func:`per_image` arrays."""
+    where it classifies the clean image correctly, ``pixels`` the :func:`per_image` arrays,
+    ``detected`` 1 where the detector flags the input (images outside its calibration split only)."""
 
     correct: np.ndarray
     clean_ok: np.ndarray
     pixels: dict
+    detected: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def mean(cls, many: list["Scores"]) -> "Scores":
         """Image-wise mean over models evaluated on the same images (Li et al.'s Clean column)."""
         return cls(np.mean([s.correct for s in many], axis=0), many[0].clean_ok,
-                   {k: np.mean([s.pixels[k] for s in many], axis=0) for k in many[0].pixels})
+                   {k: np.mean([s.pixels[k] for s in many], axis=0) for k in many[0].pixels},
+                   np.mean([s.detected for s in many], axis=0))
 
 
 def bootstrap_ci(values: np.ndarray, seed: int) -> tuple[float, float]:
@@ -88,6 +93,7 @@ def summarise(scores: Scores, seed: int = 0) -> dict:
         out.update({field: float(np.mean(values)) if len(values) else float("nan"),
                     f"{field}_ci_low": low, f"{field}_ci_high": high})
     out.update({k: float(np.mean(v)) if len(v) else float("nan") for k, v in scores.pixels.items()})
+    out["detection_rate"] = float(np.mean(scores.detected)) if len(scores.detected) else float("nan")
     return out
 
 

@@ -89,7 +89,17 @@ def _check_recovery(params: dict) -> None:
         if aae["init_from_cae"] and [aae[k] for k in ("widths", "kernel", "stride")] != \
                 [cae[k] for k in ("widths", "kernel", "stride")]:
             raise ParamsError(f"recovery.aae.{v}.init_from_cae: needs widths, kernel and stride equal to the CAE's")
-    for name, spec in params["evaluate"]["defences"].items():
+    _check_evaluation(params)
+
+
+def _check_evaluation(params: dict) -> None:
+    rec, defences = params["recovery"], params["evaluate"]["defences"]
+    if not any(spec["method"] == "none" for spec in defences.values()):
+        raise ParamsError("evaluate.defences: needs an entry with method none (the victim alone, every table's reference)")
+    unknown = [t for t in params["adaptive"]["train_sets"] if t != "mixed" and t not in rec["train_on"]]
+    if unknown:
+        raise ParamsError(f"adaptive.train_sets: {unknown} are neither 'mixed' nor in recovery.train_on {rec['train_on']}")
+    for name, spec in defences.items():
         if "variant" in spec and spec["variant"] not in rec["variants"]:
             raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
                               f"{rec['variants']}")
@@ -97,14 +107,15 @@ def _check_recovery(params: dict) -> None:
 
 def section(cls: type, values: dict):
     """The frozen dataclass ``cls`` (e.g. ``VictimConfig``) from a validated params section, built
-    once at the CLI: fields by name, lists as tuples, and a dataclass-typed field (the training
-    options) from the same flat section."""
+    once at the CLI: fields by name, lists as tuples; a dataclass-typed field from its own
+    sub-section, or from the same flat section when it has none (the training options)."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
         if dataclasses.is_dataclass(kind):
-            kwargs[field.name] = section(kind, values)
+            own = values.get(field.name)
+            kwargs[field.name] = section(kind, own if isinstance(own, dict) else values)
         else:
             value = values[field.name]
             kwargs[field.name] = tuple(value) if isinstance(value, list) else value

@@ -19,11 +19,16 @@ class Registry:
     """The methods of one family: ``register(name)`` decorates a builder, ``check`` and ``build``
     take params entries ``{"method": name, **parameters}``."""
 
-    def __init__(self, family: str, context: tuple[str, ...]):
+    def __init__(self, family: str, context: tuple[str, ...], required_traits: tuple[str, ...] = ()):
         self.family, self.context, self.builders, self.traits = family, context, {}, {}
+        self.required_traits = required_traits
 
     def register(self, name: str, **traits):
-        """Register ``builder(*context, **parameters)`` under ``name``, with declared ``traits``."""
+        """Register ``builder(*context, **parameters)`` under ``name``, with declared ``traits``
+        (every one of ``required_traits`` must be declared: a method says what it is)."""
+        missing = [t for t in self.required_traits if t not in traits]
+        if missing:
+            raise TypeError(f"{self.family} {name!r}: register() must declare {missing}")
 
         def deco(builder):
             self.builders[name], self.traits[name] = builder, traits

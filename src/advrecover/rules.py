@@ -114,8 +114,9 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
              "    output:"]
     lines += [f"        {section}=[" + ", ".join(_path(p) for p in paths) + "]," for section, paths in outs if paths]
     lines += ["    log:", f"        {log},", "    benchmark:", f"        {_quote(f'logs/benchmarks/{name}{suffix}.tsv')},"]
-    triggers = [_trigger(k) for k in d.get("params") or []]
-    lines += ["    params:", *[f"        {n}={v}," for n, v in triggers + sorted(scalars.items())]]
+    triggers = dict(_trigger(k) for k in d.get("params") or [])
+    named = list(triggers.items()) + sorted((n, v) for n, v in scalars.items() if n not in triggers)
+    lines += ["    params:", *[f"        {n}={v}," for n, v in named]]
     lines += ["    threads: stage_threads()", "    conda:", '        "../envs/advrecover.yaml"']
     if d.get("matrix"):
         lines += ["    wildcard_constraints:", *[f"        {k}={_choices(v)}," for k, v in d["matrix"].items()]]

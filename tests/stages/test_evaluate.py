@@ -1,4 +1,4 @@
-"""Stage evaluate: the protocols and the table layout (the real run is in test_pipeline)."""
+"""Stages evaluate and tables: the protocols and the table layout (the real run is in test_pipeline)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from advrecover import metrics as M
-from advrecover.stages import evaluate
+from advrecover.stages import evaluate, tables
 
 ATTACKS = ["fgsm", "pgd", "ssah", "deepfool", "bim", "cw", "jsma", "pgd_8"]
 
@@ -29,29 +29,39 @@ def test_unseen_needs_another_attack():
         evaluate.unseen_pairs(["fgsm"], ["fgsm"], 0)
 
 
-def fake_cell(name, train_set, column):
+def fake_cell(name):
     """Accuracy encodes which model met which column, so the test can read the pairing back."""
-    value = {"none": 0.1, "cae_aae": 0.5}[name] + (0.01 if train_set == column else 0)
-    pixels = {"recovery_ratio": np.full(10, 0.5), "psnr": np.full(10, 20.0), "ssim": np.full(10, 0.5),
-              "psnr_to_input": np.full(10, 30.0)}
-    return M.Scores(np.full(10, value), np.ones(10, bool), pixels)
+
+    def cell(train_set, column):
+        value = {"none": 0.1, "cae_aae": 0.5}[name] + (0.01 if train_set == column else 0)
+        pixels = {"recovery_ratio": np.full(10, 0.5), "psnr": np.full(10, 20.0), "ssim": np.full(10, 0.5),
+                  "psnr_to_input": np.full(10, 30.0)}
+        return M.Scores(np.full(10, value), np.ones(10, bool), pixels, np.full(5, 0.2))
+
+    return cell
 
 
 DEFENCES = {"none": {"method": "none"}, "cae_aae": {"method": "cae_aae", "variant": "default"}}
 
 
+def rows_of(protocol, columns, train_on):
+    return [r for name, spec in DEFENCES.items()
+            for r in evaluate.table_rows(protocol, name, spec, columns, train_on, 0, fake_cell(name))]
+
+
 def test_seen_rows_use_the_column_attack_and_add_a_mixed_row():
-    rows = evaluate.table_rows("seen", DEFENCES, ["fgsm", "pgd"], ["fgsm", "pgd"], 0, fake_cell)
+    rows = rows_of("seen", ["fgsm", "pgd"], ["fgsm", "pgd"])
     by = {(r["defence"], r["column"]): r for r in rows}
     assert by["cae_aae", "fgsm"]["train_set"] == "fgsm" and by["cae_aae", "fgsm"]["accuracy"] == pytest.approx(0.51)
     assert by["cae_aae", "clean"]["train_set"] == "fgsm+pgd"
     assert by["cae_aae (mixed)", "pgd"]["train_set"] == "mixed"
     assert by["none", "pgd"]["train_set"] == "" and by["none", "clean"]["accuracy"] == 0.1
+    assert by["none", "pgd"]["detection_rate"] == pytest.approx(0.2)
     assert {r["defence"] for r in rows} == {"none", "cae_aae", "cae_aae (mixed)"}
 
 
 def test_unseen_rows_never_use_the_column_attack():
-    rows = evaluate.table_rows("unseen", DEFENCES, ATTACKS, ATTACKS, 0, fake_cell)
+    rows = rows_of("unseen", ATTACKS, ATTACKS)
     cells = [r for r in rows if r["defence"] == "cae_aae" and r["column"] != "clean"]
     assert len(cells) == len(ATTACKS)
     assert all(r["train_set"] != r["column"] and r["accuracy"] == 0.5 for r in cells)
@@ -60,8 +70,8 @@ def test_unseen_rows_never_use_the_column_attack():
 def test_markdown_is_shaped_like_table_ii():
     import pandas as pd
 
-    rows = evaluate.table_rows("seen", DEFENCES, ["fgsm", "pgd"], ["fgsm", "pgd"], 0, fake_cell)
-    text = evaluate.markdown(pd.DataFrame(rows), ["fgsm", "pgd"], "Seen")
+    rows = rows_of("seen", ["fgsm", "pgd"], ["fgsm", "pgd"])
+    text = tables.markdown(pd.DataFrame(rows), ["fgsm", "pgd"], "Seen")
     header = next(line for line in text.splitlines() if line.startswith("| defence"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["defence", "Clean", "fgsm", "pgd", "Average"]
     none_row = next(line for line in text.splitlines() if line.startswith("| none"))
@@ -73,10 +83,10 @@ def test_markdown_shows_each_accuracy_with_its_interval():
 
     correct = np.random.default_rng(0).random(200) < 0.7
     scores = M.Scores(correct.astype(float), np.ones(200, bool), {k: np.zeros(200) for k in M.PIXEL_FIELDS})
-    rows = evaluate.table_rows("seen", {"none": {"method": "none"}}, ["fgsm"], ["fgsm"], 0, lambda *a: scores)
+    rows = evaluate.table_rows("seen", "none", {"method": "none"}, ["fgsm"], ["fgsm"], 0, lambda *a: scores)
     row = rows[0]
     assert row["accuracy_ci_low"] < row["accuracy"] < row["accuracy_ci_high"]
     half = 50 * (row["accuracy_ci_high"] - row["accuracy_ci_low"])
     assert 4 < half < 9  # the normal approximation gives 1.96 * sqrt(0.7 * 0.3 / 200) = 6.4 points
-    text = evaluate.markdown(pd.DataFrame(rows), ["fgsm"], "Seen")
+    text = tables.markdown(pd.DataFrame(rows), ["fgsm"], "Seen")
     assert f"{100 * row['accuracy']:.1f} ± {half:.1f}" in text

@@ -21,6 +21,7 @@ rule attack:
             "src/advrecover/models/victim.py",
             "src/advrecover/models/resnet.py",
             "src/advrecover/device.py",
+            "src/advrecover/inference.py",
         ],
     output:
         outs=["data/adversarial/{pool}/{attack}/shard-{shard}.h5"],

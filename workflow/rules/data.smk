@@ -41,6 +41,7 @@ rule victim:
             "src/advrecover/data/tensors.py",
             "src/advrecover/training.py",
             "src/advrecover/device.py",
+            "src/advrecover/inference.py",
         ],
     output:
         outs=["models/victim.pt"],

@@ -1,7 +1,7 @@
 # Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate
 # (tests/test_dag.py fails while this file is stale). Helpers: common.smk.
 rule evaluate:
-    """Every defence against every test column, seen and unseen protocols (tables like Li, Angelov and Suri, Tables II/III)."""
+    """One defence against every test column, seen and unseen protocols, with detection rates (Li, Angelov and Suri, Tables II/III)."""
     input:
         pools=f"data/pools/{config['evaluate']['pool']}.h5",
         adversarial=outputs_under(f"data/adversarial/{config['evaluate']['pool']}"),
@@ -11,6 +11,8 @@ rule evaluate:
         code=[
             "src/advrecover/stages/evaluate.py",
             "src/advrecover/metrics.py",
+            "src/advrecover/detection.py",
+            "src/advrecover/inference.py",
             "src/advrecover/defences/__init__.py",
             "src/advrecover/registry.py",
             "src/advrecover/defences/none.py",
@@ -24,22 +26,105 @@ rule evaluate:
             "src/advrecover/device.py",
         ],
     output:
-        outs=["results/seen.csv", "results/unseen.csv", "results/seen.md", "results/unseen.md"],
-        metrics=["metrics/evaluate.json"],
+        outs=["results/defences/{defence}/seen.csv", "results/defences/{defence}/unseen.csv"],
     log:
-        "logs/evaluate.log",
+        "logs/evaluate/{defence}.log",
     benchmark:
-        "logs/benchmarks/evaluate.tsv",
+        "logs/benchmarks/evaluate/{defence}.tsv",
     params:
         seed=config["seed"],
         device=config["device"],
         victim=config["victim"],
-        evaluate=config["evaluate"],
+        evaluate_pool=config["evaluate"]["pool"],
+        evaluate_tau=config["evaluate"]["tau"],
+        evaluate_batch_size=config["evaluate"]["batch_size"],
+        evaluate_detection=config["evaluate"]["detection"],
+        evaluate_defences_defence=lambda wildcards: config["evaluate"]["defences"][wildcards.defence],
         attack_run=config["attack"]["run"],
         recovery_train_on=config["recovery"]["train_on"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    wildcard_constraints:
+        defence=choices(config["evaluate"]["defences"]),
+    shell:
+        "advrecover evaluate --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/defences/{wildcards.defence} --log logs/evaluate/{wildcards.defence}.log"
+
+
+rule adaptive:
+    """Attack one defence through itself (exact gradients, BPDA, EOT; APGD and PGD), with sanity checks and detection rates."""
+    input:
+        pools=f"data/pools/{config['evaluate']['pool']}.h5",
+        adversarial=outputs_under(f"data/adversarial/{config['evaluate']['pool']}"),
+        victim="models/victim.pt",
+        cae=outputs_under("models/cae"),
+        aae=outputs_under("models/aae"),
+        code=[
+            "src/advrecover/stages/adaptive.py",
+            "src/advrecover/adaptive/__init__.py",
+            "src/advrecover/adaptive/methods.py",
+            "src/advrecover/adaptive/routes.py",
+            "src/advrecover/adaptive/checks.py",
+            "src/advrecover/detection.py",
+            "src/advrecover/inference.py",
+            "src/advrecover/defences/__init__.py",
+            "src/advrecover/registry.py",
+            "src/advrecover/defences/none.py",
+            "src/advrecover/defences/cae_aae.py",
+            "src/advrecover/models/autoencoder.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/data/adversarial.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+            "src/advrecover/device.py",
+        ],
+    output:
+        outs=["results/adaptive/{defence}.csv"],
+        metrics=["metrics/adaptive/{defence}.json"],
+    log:
+        "logs/adaptive/{defence}.log",
+    benchmark:
+        "logs/benchmarks/adaptive/{defence}.tsv",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        victim=config["victim"],
         evaluate_pool=config["evaluate"]["pool"],
+        evaluate_detection=config["evaluate"]["detection"],
+        evaluate_defences_defence=lambda wildcards: config["evaluate"]["defences"][wildcards.defence],
+        attack_run=config["attack"]["run"],
+        adaptive=config["adaptive"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    wildcard_constraints:
+        defence=choices(config["evaluate"]["defences"]),
+    shell:
+        "advrecover adaptive --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/adaptive/{wildcards.defence}.csv --metrics metrics/adaptive/{wildcards.defence}.json --log logs/adaptive/{wildcards.defence}.log"
+
+
+rule tables:
+    """Assemble every defence's rows into results/{seen,unseen,adaptive}.{csv,md} and metrics/evaluate.json."""
+    input:
+        defences=outputs_under("results/defences"),
+        adaptive=outputs_under("results/adaptive"),
+        code=[
+            "src/advrecover/stages/tables.py",
+            "src/advrecover/metrics.py",
+        ],
+    output:
+        outs=["results/seen.csv", "results/unseen.csv", "results/seen.md", "results/unseen.md", "results/adaptive.csv", "results/adaptive.md"],
+        metrics=["metrics/evaluate.json"],
+    log:
+        "logs/tables.log",
+    benchmark:
+        "logs/benchmarks/tables.tsv",
+    params:
+        evaluate_defences=config["evaluate"]["defences"],
+        attack_run=config["attack"]["run"],
     threads: stage_threads()
     conda:
         "../envs/advrecover.yaml"
     shell:
-        "advrecover evaluate --params params.yaml --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --results results --metrics metrics/evaluate.json --log logs/evaluate.log"
+        "advrecover tables --params params.yaml --evaluated results/defences --adaptive results/adaptive --results results --metrics metrics/evaluate.json --log logs/tables.log"

@@ -5,7 +5,9 @@ Datasets (one row per attacked image, chunked per batch, images compressed; see 
 (the pool's label, -1 if none), ``pred_clean`` and ``pred_adv`` (the victim's predictions on
 the clean image and on the *stored* adversarial image), ``success`` (pred_adv differs from the
 attack's target: the label, or pred_clean where the pool is unlabelled or its labels are not the
-victim's classes), ``l2`` and ``linf`` (perturbation norms of the stored image, pixels in [0, 1]).
+victim's classes), ``l2`` and ``linf`` (perturbation norms of the stored image, pixels in [0, 1]),
+``margin`` (the victim's top-1 minus top-2 logit on the stored image: how far it sits from a
+decision boundary; near 0 its label hangs on floating-point rounding).
 
 Attributes: ``attack`` (instance name), ``method``, ``params`` (JSON), ``pool``,
 ``pool_checksum``, ``victim_checksum``, ``seed``, ``dtype``, ``target`` (``label`` or
@@ -35,7 +37,7 @@ import numpy as np
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 COLUMNS = {"pool_index": np.int64, "label": np.int64, "pred_clean": np.int64, "pred_adv": np.int64,
-           "success": np.bool_, "l2": np.float32, "linf": np.float32}
+           "success": np.bool_, "l2": np.float32, "linf": np.float32, "margin": np.float32}
 # Image codecs, all lossless; Blosc LZ4 with byte shuffle writes fastest (figures in the README).
 CODECS = {"blosc": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
           "lzf": {"compression": "lzf", "shuffle": True},

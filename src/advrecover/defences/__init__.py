@@ -1,10 +1,13 @@
 """Defences: every one is a module with ``recover(x) -> x`` (a batch in [0, 1], same shape out).
 
 ``params.yaml`` names defences under ``evaluate.defences`` (a method plus its parameters);
-:func:`build` turns one into a :class:`Defence`. A method registered with ``trained_on_attack``
-needs the name of the attack set its model was trained on (the seen/unseen protocols choose
-it); others ignore it. To add a defence, add a module here with a builder decorated by
-``register`` (``advrecover.registry``), and an entry in ``params.yaml``.
+:func:`build` turns one into a :class:`Defence`. Registration declares what the adaptive
+attacks need (``advrecover.adaptive``): ``differentiable`` (the exact gradient route applies),
+``random`` (attacks average gradients over its randomness: EOT), and optionally ``surrogate``
+(the defence implements :meth:`Defence.surrogate`, a differentiable approximation for BPDA).
+A method registered with ``trained_on_attack`` needs the name of the attack set its model was
+trained on (the seen/unseen protocols choose it). To add a defence, add a module here with a
+builder decorated by ``register`` (``advrecover.registry``), and an entry in ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ from torch import nn
 
 from ..registry import Registry, load_modules
 
-REGISTRY = Registry("defence", context=("models_dir", "train_set"))
-register = REGISTRY.register  # traits: trained_on_attack=True for a defence with one model per attack set
+REGISTRY = Registry("defence", context=("models_dir", "train_set"), required_traits=("differentiable", "random"))
+register = REGISTRY.register  # optional traits: trained_on_attack, surrogate
 
 
 class Defence(nn.Module):
     """``recover(x) -> x`` on a batch in [0, 1]."""
 
     def recover(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def surrogate(self, x: torch.Tensor) -> torch.Tensor:
+        """A differentiable approximation of :meth:`recover` (BPDA), for defences registered with
+        ``surrogate=True``."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,6 +45,11 @@ def check(defences: dict, where: str = "evaluate.defences") -> None:
 
 def trained_on_attack(spec: dict) -> bool:
     return REGISTRY.trait(spec["method"], "trained_on_attack", False)
+
+
+def adaptive_needs(spec: dict) -> dict:
+    """What the adaptive attacks need of this defence: ``differentiable``, ``random``, ``surrogate``."""
+    return {t: REGISTRY.trait(spec["method"], t, False) for t in ("differentiable", "random", "surrogate")}
 
 
 def build(spec: dict, models_dir: str | Path, train_set: str | None = None) -> Defence:

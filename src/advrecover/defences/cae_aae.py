@@ -17,7 +17,7 @@ class Recovery(Defence):
         return self.cae.decode(self.aae.encode(x)[0])
 
 
-@register("cae_aae", trained_on_attack=True)
+@register("cae_aae", trained_on_attack=True, differentiable=True, random=False)
 def build(models_dir, train_set, variant: str = "default"):
     """Li, Angelov and Suri's recovery (no norm bound): ``variant`` (``default``) names the
     recovery variant whose CAE and AAE (trained on ``train_set``) are loaded."""

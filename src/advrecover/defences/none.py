@@ -10,7 +10,7 @@ class NoDefence(Defence):
         return x
 
 
-@register("none")
+@register("none", differentiable=True, random=False)
 def build(models_dir, train_set):
     """No defence (the baseline row): no arguments."""
     return NoDefence()

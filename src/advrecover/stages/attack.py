@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import attacks
+from .. import attacks, inference
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file
@@ -78,7 +78,7 @@ class CleanLogits:
         """The victim's predictions on the expected clean batch: captured, or one forward pass."""
         if self.logits is None:
             with torch.no_grad():
-                self.logits = self.model(self.clean)
+                self.logits = inference.logits(self.model, self.clean)
         return self.logits.argmax(1)
 
 
@@ -119,11 +119,13 @@ def attack_batch(attack, model: torch.nn.Module, clean_logits: CleanLogits, x: t
     stored = adv_format.quantize(adv.permute(0, 2, 3, 1).cpu().numpy(), dtype)
     adv_f = to_tensor(adv_format.dequantize(stored)).to(device)
     with torch.no_grad():
-        pred_adv = model(adv_f).argmax(1)
+        logits = inference.logits(model, adv_f)
+    pred_adv, top = logits.argmax(1), logits.topk(2, dim=1)  # argmax: the tie-break of every other prediction
     delta = (adv_f - x).flatten(1)
     return {"images": stored, "label": label, "pred_clean": pred_clean.cpu().numpy(),
             "pred_adv": pred_adv.cpu().numpy(), "success": (pred_adv != y).cpu().numpy(),
-            "l2": delta.norm(dim=1).cpu().numpy(), "linf": delta.abs().amax(dim=1).cpu().numpy()}
+            "l2": delta.norm(dim=1).cpu().numpy(), "linf": delta.abs().amax(dim=1).cpu().numpy(),
+            "margin": (top.values[:, 0] - top.values[:, 1]).cpu().numpy()}
 
 
 def append(f: h5py.File, rows: slice, pool_index: np.ndarray, columns: dict, seconds: float) -> None:
@@ -166,7 +168,7 @@ def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_
     attrs = set_attributes(name=name, spec=spec, pool_name=pool_name, pool_checksum=pool_checksum,
                            victim_checksum=sha256_file(victim_path), seed=seed, dtype=dtype, compression=compression,
                            batch_size=batch_size, shard=shard, n_shards=n_shards, labelled=labelled)
-    model = victims.load(victim_path, victim_cfg).to(device, memory_format=torch.channels_last)
+    model = inference.prepare(victims.load(victim_path, victim_cfg), device)
     attack, clean_logits = attacks.build(spec, model), CleanLogits(model)
     partial = out_path.with_name(out_path.name + ".partial")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +180,8 @@ def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_
                                                     disable=not progress) as bar:
             for b, start, end in batches[done:]:
                 t0 = time.perf_counter()
-                # channels-last inputs match the model's layout: no conversion inside every step
-                x = to_tensor(pool["images"][start:end]).to(device).contiguous(memory_format=torch.channels_last)
+                # inputs in the model's layout: no conversion inside every step, one answer per image
+                x = inference.as_input(to_tensor(pool["images"][start:end]), device)
                 torch.manual_seed(batch_seed(seed, b))
                 columns = attack_batch(attack, model, clean_logits, x, pool["labels"][start:end], labelled, dtype,
                                        device)

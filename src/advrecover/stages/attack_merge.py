@@ -2,7 +2,9 @@
 
 Copies the shards in order, batch by batch, into a fresh file (so its layout does not depend
 on how the shards were produced or resumed), after checking that they are complete and come
-from one configuration. Writes the set's summary metrics (success rate, accuracies, norms).
+from one configuration. Writes the set's summary metrics (success rate, accuracies, norms, and
+how many images sit within ``NEAR_BOUNDARY`` of a decision boundary: their labels hang on
+floating-point rounding, so a column made of them measures little).
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ log = logging.getLogger(__name__)
 
 # attributes that legitimately differ between the shards of one set
 PER_SHARD = {"shard", "wall_time_s", "done_batches", "config_key"}
+NEAR_BOUNDARY = 1e-3  # top-1 minus top-2 logit below this: the label is decided by rounding
+
+
+def summary(f: h5py.File) -> dict:
+    """The set's metrics: success rate, mean norms, the share of images near a boundary and, for
+    a labelled set, the victim's accuracy on its clean and its adversarial images."""
+    c = {name: f[name][...] for name in ("success", "label", "pred_clean", "pred_adv", "l2", "linf", "margin")}
+    n = len(c["label"])
+
+    def mean(values) -> float:
+        return round(float(np.mean(values)) if n else 0.0, 6)
+
+    metrics = {"n": n, "success_rate": mean(c["success"]), "mean_l2": mean(c["l2"]), "mean_linf": mean(c["linf"]),
+               "near_boundary_share": mean(c["margin"] < NEAR_BOUNDARY),
+               "median_margin": round(float(np.median(c["margin"])) if n else 0.0, 6)}
+    if n and (c["label"] >= 0).all():
+        metrics["clean_accuracy"] = mean(c["pred_clean"] == c["label"])
+        metrics["adversarial_accuracy"] = mean(c["pred_adv"] == c["label"])
+    return metrics
 
 
 def run(*, shard_paths: list[str | Path], out_path: str | Path, metrics_path: str | Path) -> dict:
@@ -59,16 +80,7 @@ def run(*, shard_paths: list[str | Path], out_path: str | Path, metrics_path: st
             out.attrs[key] = value
         out.attrs["n_shards"] = len(shards)
         out.attrs["wall_time_s"] = float(sum(m["wall_time_s"] for m in metas))
-        success, label = out["success"][...], out["label"][...]
-        pred_clean, pred_adv = out["pred_clean"][...], out["pred_adv"][...]
-        l2, linf = out["l2"][...], out["linf"][...]
-    labelled = bool(n) and bool((label >= 0).all())
-    metrics = {"n": int(n), "success_rate": round(float(success.mean()) if n else 0.0, 6),
-               "mean_l2": round(float(l2.mean()) if n else 0.0, 6),
-               "mean_linf": round(float(linf.mean()) if n else 0.0, 6)}
-    if labelled:
-        metrics["clean_accuracy"] = round(float((pred_clean == label).mean()), 6)
-        metrics["adversarial_accuracy"] = round(float((pred_adv == label).mean()), 6)
+        metrics = summary(out)
     write_json(metrics_path, metrics)
     log.info("merged %d shard(s) into %s: %s", len(shards), out_path, metrics)
     return metrics

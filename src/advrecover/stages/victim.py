@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..data.pools import POOL_ORDER, read_pool
 from ..data.tensors import to_tensor
-from .. import training
+from .. import inference, training
 from ..io import atomic_path, config_digest, write_json
 from ..models import victim as victims
 
@@ -38,16 +38,10 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor
     return out
 
 
-@torch.no_grad()
 def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: int) -> float:
-    """Top-1 accuracy of ``model`` on uint8 images."""
-    model.eval()
-    correct = 0
-    for s in range(0, len(images), batch_size):
-        x = to_tensor(images[s:s + batch_size]).to(device)
-        pred = model(x).argmax(1).cpu()
-        correct += int((pred == torch.from_numpy(labels[s:s + batch_size])).sum())
-    return correct / max(1, len(images))
+    """Top-1 accuracy of ``model`` on uint8 images (through :func:`advrecover.inference.predict`)."""
+    pred = inference.predict(inference.prepare(model, device), to_tensor(images), batch_size, device)
+    return float((pred == labels).sum()) / max(1, len(images))
 
 
 def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConfig, seed: int, device,

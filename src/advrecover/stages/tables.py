@@ -1,0 +1,128 @@
+"""Stage ``tables``: assemble every defence's rows into the tables a reader opens.
+
+Reads ``results/defences/<defence>/<protocol>.csv`` (stage ``evaluate``) and
+``results/adaptive/<defence>.csv`` (stage ``adaptive``), in the order of ``evaluate.defences``,
+and writes ``results/{seen,unseen,adaptive}.{csv,md}`` and ``metrics/evaluate.json``. A defence
+enters the transfer tables and the adaptive table together: both inputs are required for each.
+The ``none`` row is the victim alone, the reference of every column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import metrics as M
+from ..io import atomic_path, write_json
+
+CLEAN, PROTOCOLS, AVERAGE = M.CLEAN, M.PROTOCOLS, "average"
+PROTOCOL_TITLES = {
+    "seen": "Seen attacks (the AAE trained on the column's attack; Li, Angelov and Suri, Table II)",
+    "unseen": "Unseen attacks (the AAE trained on another attack, drawn with the seed; Li, Angelov and Suri, Table III)"}
+TITLES = {"accuracy": "Victim accuracy on recovered images (%)",
+          "recovery_rate": "Recovery rate: correct after recovery among correct when clean (%)",
+          "recovery_ratio": "Recovery ratio: pixels within tau of the clean image (%)",
+          "psnr": "PSNR of the recovered to the clean image (dB)",
+          "ssim": "SSIM of the recovered to the clean image",
+          "psnr_to_input": "PSNR of the recovered image to the defence's input (dB; high = identity map)",
+          "detection_rate": "Detection rate: inputs flagged by ||x - recover(x)||_2 at the threshold calibrated "
+                            "on clean held-out images (%; on Clean: the false-positive rate)"}
+PERCENT = (*M.ACCURACIES, "recovery_ratio", "detection_rate")
+VICTIM_ALONE = "none"
+
+
+def _wide(frame: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
+    wide = frame.pivot(index="defence", columns="column", values=values)
+    wide = wide.reindex(columns=[c for c in order if c in wide.columns])
+    return wide.reindex(index=list(dict.fromkeys(frame["defence"])))
+
+
+def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
+    """One table per metric in the shape of Li et al.'s Tables II and III: rows = defences,
+    columns = Clean, the attacks, Average.
+    Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
+    order = [CLEAN, *columns]
+    note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"
+    parts = [f"# {title}\n", note]
+    for field, caption in TITLES.items():
+        scale = 100 if field in PERCENT else 1
+        fmt = "{:.3f}" if field == "ssim" else "{:.1f}"
+        wide = _wide(frame, field, order) * scale
+        average = wide.mean(axis=1)
+        cells = wide.map(fmt.format)
+        if field in M.ACCURACIES:
+            half = (_wide(frame, f"{field}_ci_high", order) - _wide(frame, f"{field}_ci_low", order)) * scale / 2
+            cells = cells + half.map(lambda h: " ± " + fmt.format(h))
+        cells[AVERAGE] = average.map(fmt.format)
+        cells.columns = ["Clean" if c == CLEAN else ("Average" if c == AVERAGE else c) for c in cells.columns]
+        align = ("left", *["right"] * len(cells.columns))
+        parts.append(f"## {caption}\n\n{cells.to_markdown(disable_numparse=True, colalign=align)}\n")
+    return "\n".join(parts)
+
+
+ADAPTIVE_NOTE = """Every figure is an accuracy (%) on the same seeded subset of the evaluated pool (n images, outside
+the detector's calibration split). Transfer: the stored attacks made against the bare victim,
+those within the budget. Routes: full = exact gradient through the defence; bpda = the defence
+forward, identity backward (Athalye et al. 2018); bpda_surrogate = the defence's own
+differentiable approximation backward. Each route runs every attack of adaptive.attacks (EOT
+over the defence's randomness where it has any); its figure counts an image robust only if it
+survives all of them. Worst case: robust under transfer and every route. Flags: the sanity
+checks that failed (none = all passed). The `none` row is the victim alone.
+"""
+
+
+def _label(row) -> str:
+    label = f"{row['defence']} ({row['model']})" if isinstance(row["model"], str) and row["model"] else row["defence"]
+    return f"{label} (victim alone)" if row["defence"] == VICTIM_ALONE else label
+
+
+def adaptive_markdown(frame: pd.DataFrame) -> str:
+    """The adaptive table (accuracies, routes, worst case, flags) and its detection table."""
+    frame = frame.assign(row=frame.apply(_label, axis=1), eps=frame["eps"].map("{:.4g}".format))
+    routes = [c for c in frame.columns if c.startswith("route_")]
+    pct = ["clean", "transfer", *routes, "worst_case", "dr_transfer", "dr_adaptive", "detection_aware_accuracy",
+           "detection_aware_dr"]
+    shown = frame.copy()
+    shown[pct] = (frame[pct] * 100).apply(lambda col: col.map(lambda v: "—" if pd.isna(v) else f"{v:.1f}"))
+    shown["flags"] = frame["flags"].fillna("").replace("", "none")
+    accuracy = shown[["row", "threat", "norm", "eps", "n", "clean", "transfer", *routes, "worst_case", "strongest",
+                      "flags"]].rename(columns={r: r.removeprefix("route_") for r in routes})
+    detect = shown[["row", "threat", "dr_transfer", "dr_adaptive", "detection_aware_accuracy", "detection_aware_dr"]]
+    return "\n".join([
+        "# Adaptive attacks through every defence\n", ADAPTIVE_NOTE,
+        "## Accuracy under attack (%)\n", accuracy.to_markdown(index=False, disable_numparse=True) + "\n",
+        "## Detection rate under attack (%)\n",
+        "dr_transfer / dr_adaptive: share of the transfer images in budget / of the strongest adaptive attack's "
+        "images that the detector flags. detection_aware: a PGD that maximises the victim's loss minus a penalty "
+        "on the detection score above the threshold (accuracy and detection rate).\n",
+        detect.to_markdown(index=False, disable_numparse=True) + "\n"])
+
+
+def _write(path: Path, frame: pd.DataFrame, text: str) -> None:
+    with atomic_path(path.with_suffix(".csv")) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(path.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+
+
+def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, adaptive_dir: str | Path,
+        results_dir: str | Path, metrics_path: str | Path) -> dict:
+    """Concatenate every defence's rows (in ``defences`` order) into the tables and the summary."""
+    results_dir, summary = Path(results_dir), {"accuracy": {}, "adaptive": {}}
+    for protocol in PROTOCOLS:
+        frame = pd.concat([pd.read_csv(Path(evaluated_dir) / d / f"{protocol}.csv") for d in defences],
+                          ignore_index=True)
+        _write(results_dir / protocol, frame, markdown(frame, columns, PROTOCOL_TITLES[protocol]))
+        summary["accuracy"][protocol] = {
+            d: {**{r["column"]: round(r["accuracy"], 6) for _, r in g.iterrows()},
+                AVERAGE: round(float(g["accuracy"].mean()), 6)}
+            for d, g in frame.groupby("defence", sort=False)}
+    adaptive = pd.concat([pd.read_csv(Path(adaptive_dir) / f"{d}.csv", keep_default_na=False, na_values=[""])
+                          for d in defences], ignore_index=True)
+    _write(results_dir / "adaptive", adaptive, adaptive_markdown(adaptive))
+    for _, r in adaptive.iterrows():
+        summary["adaptive"].setdefault(_label(r), {})[r["threat"]] = {
+            "worst_case": round(float(r["worst_case"]), 6), "flags": r["flags"] if isinstance(r["flags"], str) else ""}
+    write_json(metrics_path, summary)
+    return summary
