@@ -89,7 +89,8 @@ def test_the_stage_flags_a_masking_defence(victim_and_images):
     clean_ok = att.correct(att.data.x)
     robust, strongest = route_figures(att, clean_ok, LINF)
     transfer = float(clean_ok.float().mean()) - 0.5  # as if a transfer attack had reached this
-    flags = check_flags(att, strongest["route"], LINF, robust, transfer)
+    flags, figures = check_flags(att, strongest["route"], LINF, robust, transfer)
+    assert figures["check_zero_gradient"] == {"full": 1.0, "bpda": 0.0}
     assert strongest["route"] == "bpda"
     assert {"zero_gradient_full", "weak_full"} <= set(flags) and "zero_gradient_bpda" not in flags
 

@@ -19,6 +19,7 @@ Writes ``results/adaptive/<defence>.csv`` (one row per model and threat) and its
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,23 +196,28 @@ def detection_aware(att: Attacker, route: str, threat: dict, limit: float) -> tu
     return float(att.correct(adv).float().mean()), detection.rate(att.scores(adv), limit)
 
 
-def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer: float) -> list[str]:
-    """Every sanity check of :mod:`advrecover.adaptive.checks` on the strongest route."""
+def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer: float) -> tuple[list[str], dict]:
+    """Every sanity check of :mod:`advrecover.adaptive.checks` on the strongest route: the flags
+    raised, and the figures they were decided on (recorded next to them)."""
     c, clean_ok = att.cfg.checks, att.correct(att.data.x)
 
     def pgd_accuracy(eps: float, steps: int, eot: int | None = None) -> float:
         adv = att.attack(route, {"method": "pgd", "steps": steps}, {**threat, "eps": eps}, eot)
         return float((clean_ok & att.correct(adv)).float().mean())
 
-    base = pgd_accuracy(threat["eps"], c.steps)
-    flags = [checks.unbounded(pgd_accuracy(c.unbounded_eps, c.steps), c),
-             checks.monotone([pgd_accuracy(m * threat["eps"], c.steps) for m in sorted(c.eps_sweep)], c),
-             checks.converged(base, pgd_accuracy(threat["eps"], 2 * c.steps), c)]
+    figures = {"check_unbounded": pgd_accuracy(c.unbounded_eps, c.steps),
+               "check_eps_sweep": [pgd_accuracy(m * threat["eps"], c.steps) for m in sorted(c.eps_sweep)],
+               "check_steps": pgd_accuracy(threat["eps"], c.steps),
+               "check_doubled_steps": pgd_accuracy(threat["eps"], 2 * c.steps),
+               "check_zero_gradient": {r: att.zero_gradient_share(r) for r in robust}}
+    flags = [checks.unbounded(figures["check_unbounded"], c), checks.monotone(figures["check_eps_sweep"], c),
+             checks.converged(figures["check_steps"], figures["check_doubled_steps"], c)]
     if att.eot > 1:  # a random defence: doubling the EOT samples must not change much either
-        flags.append(checks.converged(base, pgd_accuracy(threat["eps"], c.steps, 2 * att.eot), c))
+        figures["check_doubled_eot"] = pgd_accuracy(threat["eps"], c.steps, 2 * att.eot)
+        flags.append(checks.converged(figures["check_steps"], figures["check_doubled_eot"], c))
     flags += checks.weak_routes({r: float(ok.float().mean()) for r, ok in robust.items()}, transfer, c)
-    flags += [checks.gradient(r, att.zero_gradient_share(r)) for r in robust]
-    return [f for f in flags if f]
+    flags += [checks.gradient(r, share) for r, share in figures["check_zero_gradient"].items()]
+    return [f for f in flags if f], figures
 
 
 def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float, with_checks: bool) -> dict:
@@ -224,14 +230,16 @@ def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float,
         worst &= ok
     strongest_route = strongest.get("route", "bpda")
     dr_acc, dr_rate = detection_aware(att, strongest_route, threat, limit)
-    flags = check_flags(att, strongest_route, threat, robust, float(transfer_ok.float().mean())) if with_checks else []
+    flags, figures = check_flags(att, strongest_route, threat, robust, float(transfer_ok.float().mean())) \
+        if with_checks else ([], {})
     return {"threat": threat_name, "norm": threat["norm"], "eps": threat["eps"], "n": len(att.data.labels),
             "eot": att.eot, "clean": float(clean_ok.float().mean()), "transfer": float(transfer_ok.float().mean()),
             **{f"route_{r}": float(ok.float().mean()) for r, ok in robust.items()},
             "worst_case": float(worst.float().mean()), "strongest": f"{strongest.get('attack')} via {strongest_route}",
             "dr_transfer": dr_transfer, "dr_adaptive": detection.rate(att.scores(strongest["images"]), limit)
             if strongest else float("nan"), "detection_aware_accuracy": dr_acc, "detection_aware_dr": dr_rate,
-            "flags": " ".join(flags) if with_checks else "not checked"}
+            "flags": " ".join(flags) if with_checks else "not checked",
+            **{k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for k, v in figures.items()}}
 
 
 def model_sets(spec: dict, train_sets: tuple[str, ...]) -> list[str | None]:

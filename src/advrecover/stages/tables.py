@@ -89,14 +89,30 @@ def adaptive_markdown(frame: pd.DataFrame) -> str:
     accuracy = shown[["row", "threat", "norm", "eps", "n", "clean", "transfer", *routes, "worst_case", "strongest",
                       "flags"]].rename(columns={r: r.removeprefix("route_") for r in routes})
     detect = shown[["row", "threat", "dr_transfer", "dr_adaptive", "detection_aware_accuracy", "detection_aware_dr"]]
-    return "\n".join([
+    return "\n".join([*_header(accuracy, detect), *_checks(frame)])
+
+
+def _checks(frame: pd.DataFrame) -> list[str]:
+    """The figures each sanity check decided on (accuracies as fractions), for the checked rows."""
+    checked = frame[frame["flags"].fillna("") != "not checked"]
+    cols = [c for c in checked.columns if c.startswith("check_")]
+    if checked.empty or not cols:
+        return []
+    table = checked[["row", "threat", *cols]].rename(columns={c: c.removeprefix("check_") for c in cols})
+    return ["## Sanity-check figures\n", "PGD through the strongest route: accuracy at an unbounded eps, along "
+            "the eps sweep, at the check's steps and at twice as many; share of images whose input gradient is "
+            "exactly zero, per route.\n", table.to_markdown(index=False, disable_numparse=True) + "\n"]
+
+
+def _header(accuracy: pd.DataFrame, detect: pd.DataFrame) -> list[str]:
+    return [
         "# Adaptive attacks through every defence\n", ADAPTIVE_NOTE,
         "## Accuracy under attack (%)\n", accuracy.to_markdown(index=False, disable_numparse=True) + "\n",
         "## Detection rate under attack (%)\n",
         "dr_transfer / dr_adaptive: share of the transfer images in budget / of the strongest adaptive attack's "
         "images that the detector flags. detection_aware: a PGD that maximises the victim's loss minus a penalty "
         "on the detection score above the threshold (accuracy and detection rate).\n",
-        detect.to_markdown(index=False, disable_numparse=True) + "\n"])
+        detect.to_markdown(index=False, disable_numparse=True) + "\n"]
 
 
 def _write(path: Path, frame: pd.DataFrame, text: str) -> None:
