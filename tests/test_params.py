@@ -93,6 +93,8 @@ def test_recovery_cross_checks_name_the_key(params, edit, message):
 def test_cli_refuses_an_unknown_defence_method(tmp_path, params, capsys):
     params["evaluate"]["defences"]["cae_aae"]["method"] = "magic"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    code = main(["evaluate", "--params", str(tmp_path / "params.yaml"), "--pool", "p", "--adversarial", "a",
-                 "--victim", "v", "--models", "m", "--results", str(tmp_path / "r"), "--metrics", "m.json"])
-    assert code == 2 and "evaluate.defences.cae_aae.method: unknown defence 'magic'" in capsys.readouterr().err
+    for stage in ("evaluate", "adaptive"):  # the job of another defence refuses it too
+        extra = ["--metrics", str(tmp_path / "m.json")] if stage == "adaptive" else []
+        code = main([stage, "--params", str(tmp_path / "params.yaml"), "--defence", "none", "--pool", "p",
+                     "--adversarial", "a", "--victim", "v", "--models", "m", "--out", str(tmp_path / "r"), *extra])
+        assert code == 2 and "evaluate.defences.cae_aae.method: unknown defence 'magic'" in capsys.readouterr().err

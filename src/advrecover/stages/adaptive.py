@@ -203,13 +203,13 @@ def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer:
 
     def pgd_accuracy(eps: float, steps: int, eot: int | None = None) -> float:
         adv = att.attack(route, {"method": "pgd", "steps": steps}, {**threat, "eps": eps}, eot)
-        return float((clean_ok & att.correct(adv)).float().mean())
+        return round(float((clean_ok & att.correct(adv)).float().mean()), 4)
 
     figures = {"check_unbounded": pgd_accuracy(c.unbounded_eps, c.steps),
                "check_eps_sweep": [pgd_accuracy(m * threat["eps"], c.steps) for m in sorted(c.eps_sweep)],
                "check_steps": pgd_accuracy(threat["eps"], c.steps),
                "check_doubled_steps": pgd_accuracy(threat["eps"], 2 * c.steps),
-               "check_zero_gradient": {r: att.zero_gradient_share(r) for r in robust}}
+               "check_zero_gradient": {r: round(att.zero_gradient_share(r), 4) for r in robust}}
     flags = [checks.unbounded(figures["check_unbounded"], c), checks.monotone(figures["check_eps_sweep"], c),
              checks.converged(figures["check_steps"], figures["check_doubled_steps"], c)]
     if att.eot > 1:  # a random defence: doubling the EOT samples must not change much either
