@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,11 @@ class Attacker:
         self.answer = Defended(victim, defence, "full")
         self.eot = cfg.eot if needs["random"] else 1
 
+    @cached_property
+    def clean_ok(self) -> torch.Tensor:
+        """Per image: is the clean image classified correctly through the defence (once per model)."""
+        return self.correct(self.data.x)
+
     def correct(self, images: torch.Tensor) -> torch.Tensor:
         """Per image: does the defended victim classify ``images`` correctly (seeded for random defences)?"""
         torch.manual_seed(self.seed)
@@ -199,7 +205,7 @@ def detection_aware(att: Attacker, route: str, threat: dict, limit: float) -> tu
 def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer: float) -> tuple[list[str], dict]:
     """Every sanity check of :mod:`advrecover.adaptive.checks` on the strongest route: the flags
     raised, and the figures they were decided on (recorded next to them)."""
-    c, clean_ok = att.cfg.checks, att.correct(att.data.x)
+    c, clean_ok = att.cfg.checks, att.clean_ok
 
     def pgd_accuracy(eps: float, steps: int, eot: int | None = None) -> float:
         adv = att.attack(route, {"method": "pgd", "steps": steps}, {**threat, "eps": eps}, eot)
@@ -222,7 +228,7 @@ def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer:
 
 def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float, with_checks: bool) -> dict:
     """One row of the adaptive table: accuracies, detection rates and flags under one threat model."""
-    clean_ok = att.correct(att.data.x)
+    clean_ok = att.clean_ok
     transfer_ok, dr_transfer = transfer_figures(att, clean_ok, threat, limit)
     robust, strongest = route_figures(att, clean_ok, threat)
     worst = transfer_ok.clone()
