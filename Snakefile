@@ -32,5 +32,6 @@ rule all:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/attacks.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/recovery.smk"
 include: "workflow/rules/evaluation.smk"

@@ -25,8 +25,14 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
     assert cae["widths"] == [512, 256, 128, 64] and aae["widths"] == [512, 400, 300, 200, 100, 64]
     assert (cae["epochs"], aae["epochs"], cae["batch_size"], cae["optimizer"], cae["lr"]) == (700, 1500, 256, "sgd", 0.03)
     assert aae["anchor"] == 0 and not aae["init_from_cae"] and aae["warmup"] * aae["epochs"] == 300
-    assert {k: v["n"] for k, v in p["sample"]["pools"].items() if v["n"]} == {"cae": 10000, "aae": 40000, "test": 10000}
+    assert {k: v["n"] for k, v in p["sample"]["pools"].items() if v["n"]} == \
+        {"cae": 10000, "aae": 40000, "test": 10000, "victim": 20000}
     assert p["attack"]["run"] == SEVEN and p["recovery"]["train_on"] == SEVEN
+    nrp, pix2pix = p["purifiers"]["nrp"], p["purifiers"]["pix2pix"]
+    assert (nrp["width"], nrp["blocks"], nrp["train"]["fresh_ssp"]) == (64, 23, True)
+    assert (pix2pix["alpha"], pix2pix["lam"], pix2pix["train"]["lr"], pix2pix["train"]["batch_size"],
+            pix2pix["train"]["epochs"]) == (100, 10, 0.0001, 16, 200)
+    assert p["robust_victim"]["attack"]["method"] == "pgd"
 
 
 @pytest.mark.slow
@@ -42,8 +48,8 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     counts = Counter(address.split("@")[0] for address in jobs)
     shards = len(paper()["attack"]["shards"])
     assert counts == {"sample": 1, "victim": 1, "attack": 2 * 7 * shards, "attack_merge": 2 * 7, "train_cae": 1,
-                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 2, "adaptive": 2,
-                      "tables": 1}
+                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 11, "adaptive": 11, "train_purifier": 2,
+                      "victim_robust": 1, "tables": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
 

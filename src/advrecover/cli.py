@@ -34,6 +34,15 @@ def _victim(args, p, device):
     log.info("victim clean accuracy: %s", metrics["accuracy"])
 
 
+def _victim_robust(args, p, device):
+    from .stages import victim_robust
+
+    r = p["robust_victim"]
+    victim_robust.run(cfg=_victim_config(p), attack_spec=r["attack"], epochs=r["epochs"], seed=p["seed"], device=device,
+                      pools_dir=args.pools, model_path=args.model, metrics_path=args.metrics,
+                      history_path=args.history, progress=not args.quiet)
+
+
 def _attack(args, p, device):
     from . import attacks
     from .stages import attack
@@ -76,6 +85,22 @@ def _train_aae(args, p, device):
                   sets={a: Path(args.sets) / f"{a}.h5" for a in names}, pool_path=args.pool, cae_path=args.cae,
                   seed=p["seed"], device=device, model_path=args.model, history_path=args.history,
                   metrics_path=args.metrics, progress=not args.quiet)
+
+
+def _train_purifier(args, p, device):
+    from . import purifiers
+    from .stages import train_purifier
+
+    if args.purifier not in p["purifiers"]:
+        raise ValueError(f"--purifier {args.purifier}: not defined under purifiers {list(p['purifiers'])}")
+    purifiers.check(p["purifiers"])
+    spec = p["purifiers"][args.purifier]
+    train_purifier.run(name=args.purifier, spec=spec,
+                       cfg=params_mod.section(train_purifier.PurifierTraining, spec["train"]),
+                       attack_spec=p["attack"]["instances"][spec["train"]["attack"]], pool_path=args.pool,
+                       victim_path=args.victim, victim_cfg=_victim_config(p), seed=p["seed"], device=device,
+                       model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+                       progress=not args.quiet)
 
 
 def _evaluate(args, p, device):
@@ -143,6 +168,7 @@ def _variant(p: dict, part: str, variant: str) -> dict:
 
 
 POOLS = ("--pools", "directory holding the pool files")
+MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, victim_robust.pt)")
 VICTIM = ("--victim", "victim state dict")
 HISTORY = ("--history", "output CSV: per-epoch loss terms")
 # stage -> (help, handler, its arguments: (flag, help) for a required path, (flag, argparse kwargs) otherwise)
@@ -153,6 +179,9 @@ STAGES = {
                        "help": "decoding processes (default: the CPUs this job may use; does not change the output)"})]),
     "victim": ("train or load the victim classifier", _victim, [
         POOLS, ("--model", "output state dict (.pt)"), ("--metrics", "output JSON: clean accuracy per labelled pool"),
+        ("--history", "output CSV: per-epoch training loss and accuracy")]),
+    "victim_robust": ("train the adversarially trained reference classifier", _victim_robust, [
+        POOLS, ("--model", "output model (.pt)"), ("--metrics", "output JSON: clean accuracy per labelled pool"),
         ("--history", "output CSV: per-epoch training loss and accuracy")]),
     "attack": ("one shard of one attack on one pool, into HDF5", _attack, [
         ("--pool", "pool name (a key of sample.pools)"), ("--attack", "instance name (a key of attack.instances)"),
@@ -170,15 +199,19 @@ STAGES = {
         ("--sets", "directory holding <attack>.h5 adversarial sets of the aae pool"),
         ("--cae", "the trained CAE of the variant (kept frozen)"), ("--model", "output model (.pt)"), HISTORY,
         ("--metrics", "output JSON: PSNR of the recovery to its input")]),
+    "train_purifier": ("train one purifier of purifiers without labels", _train_purifier, [
+        ("--purifier", "a key of purifiers"), ("--pool", "the unlabelled cae pool file"), VICTIM,
+        ("--model", "output generator (.pt)"), HISTORY,
+        ("--metrics", "output JSON: PSNR of the purified perturbed and clean images")]),
     "evaluate": ("one defence against every test column, both protocols", _evaluate, [
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets"),
-        VICTIM, ("--models", "directory holding cae/ and aae/ models"),
+        VICTIM, MODELS,
         ("--out", "output directory: <protocol>.csv of this defence")]),
     "adaptive": ("attack one defence adaptively (through it), with sanity checks", _adaptive, [
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets (the transfer images)"),
-        VICTIM, ("--models", "directory holding cae/ and aae/ models"), ("--out", "output CSV: this defence's rows"),
+        VICTIM, MODELS, ("--out", "output CSV: this defence's rows"),
         ("--metrics", "output JSON: the same rows")]),
     "tables": ("assemble every defence's rows into the result tables", _tables, [
         ("--evaluated", "directory holding <defence>/<protocol>.csv"), ("--adaptive", "directory holding <defence>.csv"),

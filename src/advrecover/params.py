@@ -99,7 +99,14 @@ def _check_evaluation(params: dict) -> None:
     unknown = [t for t in params["adaptive"]["train_sets"] if t != "mixed" and t not in rec["train_on"]]
     if unknown:
         raise ParamsError(f"adaptive.train_sets: {unknown} are neither 'mixed' nor in recovery.train_on {rec['train_on']}")
+    for name, spec in params["purifiers"].items():
+        if spec["train"]["attack"] not in params["attack"]["instances"]:
+            raise ParamsError(f"purifiers.{name}.train.attack: {spec['train']['attack']!r} is not defined under "
+                              f"attack.instances")
     for name, spec in defences.items():
+        if "purifier" in spec and spec["purifier"] not in params["purifiers"]:
+            raise ParamsError(f"evaluate.defences.{name}.purifier: {spec['purifier']!r} is not under purifiers "
+                              f"{sorted(params['purifiers'])}")
         if "variant" in spec and spec["variant"] not in rec["variants"]:
             raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
                               f"{rec['variants']}")

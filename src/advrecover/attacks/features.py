@@ -1,9 +1,12 @@
-"""Feature extractors for the feature-space attacks (SSAH, SSP)."""
+"""Feature networks for the feature-space methods: SSAH, SSP, and the perceptual losses of the purifiers."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..models.resnet import Normalize
+from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state, load_weights
 
 
 def penultimate(model: nn.Module):
@@ -27,3 +30,25 @@ def penultimate(model: nn.Module):
         return store.pop("features")
 
     return features
+
+
+def vgg16_relu3_3(weights: str) -> nn.Module:
+    """torchvision's VGG16 up to relu3_3 (``features[:16]``, the NRP code's choice) on ImageNet-normalised
+    inputs, frozen, from a local state-dict file (never downloaded)."""
+    import torchvision
+
+    vgg = torchvision.models.vgg16(weights=None)
+    load_weights(vgg, load_state(weights, "vgg16 weights"), weights, "vgg16 weights")
+    return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), vgg.features[:16]).eval().requires_grad_(False)
+
+
+def network(name: str, weights: str | None, victim: nn.Module):
+    """The feature network ``name``: ``victim`` (its penultimate features) or ``vgg16`` (relu3_3,
+    from the local ``weights`` file), on the victim's device."""
+    if name == "victim":
+        return penultimate(victim)
+    if name == "vgg16":
+        if not weights:
+            raise ValueError("feature network vgg16 needs a local 'weights' file (never downloaded)")
+        return vgg16_relu3_3(weights).to(next(victim.parameters()).device)
+    raise ValueError(f"feature network must be 'victim' or 'vgg16', got {name!r}")

@@ -12,21 +12,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchattacks.attack import Attack
 
-from ..models.resnet import Normalize
-from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state, load_weights
 from . import register
-from .features import penultimate
-
-
-def vgg16_relu3_3(weights: str) -> nn.Module:
-    import torchvision
-
-    vgg = torchvision.models.vgg16(weights=None)
-    load_weights(vgg, load_state(weights, "attack ssp weights"), weights, "attack ssp weights")
-    return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), vgg.features[:16]).eval()
+from .features import network as feature_network
 
 
 class SSP(Attack):
@@ -57,13 +46,5 @@ def ssp(model, eps: float, step: float, steps: int, network: str = "victim", wei
     """SSP, Linf, label-free (Naseer et al. 2020): maximise the feature distortion of ``network``
     (``victim``: its penultimate features, default; ``vgg16``: VGG16 to relu3_3 from a local
     ``weights`` file) within ``eps``, ``steps`` signed steps of ``step``, ``random_start`` (True)."""
-    if network == "victim":
-        features = penultimate(model)
-    elif network == "vgg16":
-        if not weights:
-            raise ValueError("ssp network vgg16 needs a local 'weights' file (never downloaded)")
-        vgg = vgg16_relu3_3(weights).to(next(model.parameters()).device)
-        features = vgg
-    else:
-        raise ValueError(f"ssp network must be 'victim' or 'vgg16', got {network!r}")
+    features = feature_network(network, weights, model)
     return SSP(model, features, eps=eps, step=step, steps=steps, random_start=random_start)

@@ -14,6 +14,13 @@ def fgsm(model, eps: float):
     return torchattacks.FGSM(model, eps=eps)
 
 
+@register("ffgsm")
+def ffgsm(model, eps: float, alpha: float):
+    """Fast FGSM, Linf (Wong, Rice and Kolter 2020): one signed step of ``alpha`` from a uniform random
+    start in the ``eps`` ball, projected back (their adversarial training uses alpha = 1.25 eps)."""
+    return torchattacks.FFGSM(model, eps=eps, alpha=alpha)
+
+
 @register("pgd")
 def pgd(model, eps: float, alpha: float, steps: int, random_start: bool = True):
     """PGD, Linf (Madry et al. 2018): ``steps`` signed steps of ``alpha`` projected into the ``eps``

@@ -6,7 +6,9 @@ attacks need (``advrecover.adaptive``): ``differentiable`` (the exact gradient r
 ``random`` (attacks average gradients over its randomness: EOT), and optionally ``surrogate``
 (the defence implements :meth:`Defence.surrogate`, a differentiable approximation for BPDA).
 A method registered with ``trained_on_attack`` needs the name of the attack set its model was
-trained on (the seen/unseen protocols choose it). To add a defence, add a module here with a
+trained on (the seen/unseen protocols choose it). A defence may bring its own classifier
+(:attr:`Defence.classifier`, e.g. an adversarially trained victim); the victim is used otherwise.
+To add a defence, add a module here with a
 builder decorated by ``register`` (``advrecover.registry``), and an entry in ``params.yaml``.
 """
 
@@ -24,7 +26,11 @@ register = REGISTRY.register  # optional traits: trained_on_attack, surrogate
 
 
 class Defence(nn.Module):
-    """``recover(x) -> x`` on a batch in [0, 1]."""
+    """``recover(x) -> x`` on a batch in [0, 1]; ``classifier`` replaces the victim when set."""
+
+    def __init__(self):
+        super().__init__()
+        self.classifier: nn.Module | None = None
 
     def recover(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -50,6 +56,11 @@ def trained_on_attack(spec: dict) -> bool:
 def adaptive_needs(spec: dict) -> dict:
     """What the adaptive attacks need of this defence: ``differentiable``, ``random``, ``surrogate``."""
     return {t: REGISTRY.trait(spec["method"], t, False) for t in ("differentiable", "random", "surrogate")}
+
+
+def classifier(defence: Defence, victim: nn.Module) -> nn.Module:
+    """The classifier that answers behind ``defence``: its own, or the victim."""
+    return defence.classifier if defence.classifier is not None else victim
 
 
 def build(spec: dict, models_dir: str | Path, train_set: str | None = None) -> Defence:

@@ -112,3 +112,25 @@ def load(path: str | Path, cfg: VictimConfig) -> nn.Module:
         if "index" in state:
             model = ClassSubset(model, torch.zeros(len(state["index"]), dtype=torch.long))
     return load_weights(model, state, path, "victim model").eval().requires_grad_(False)
+
+
+def save_resnet(path: str | Path, model: ResNet, widths, blocks, stem_stride: int) -> None:
+    """A self-describing checkpoint of our ResNet (architecture and weights), for a second classifier
+    (stage ``victim_robust``) that the defences load without the ``victim`` params."""
+    from ..io import atomic_path
+
+    architecture = {"classes": model.fc.out_features, "widths": list(widths), "blocks": list(blocks),
+                    "stem_stride": stem_stride}
+    with atomic_path(path) as tmp:
+        torch.save({"architecture": architecture, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}},
+                   tmp)
+
+
+def load_resnet(path: str | Path) -> nn.Module:
+    """The ResNet written by :func:`save_resnet`, in eval mode and frozen."""
+    state = load_state(path, "classifier model")
+    if not {"architecture", "state_dict"} <= set(state):
+        raise ValueError(f"classifier model: {path} was not written by the victim_robust stage")
+    a = state["architecture"]
+    model = ResNet(a["classes"], a["widths"], a["blocks"], a["stem_stride"])
+    return load_weights(model, state["state_dict"], path, "classifier model").eval().requires_grad_(False)

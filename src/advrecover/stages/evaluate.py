@@ -8,7 +8,9 @@ protocols of Li, Angelov and Suri (Sec. IV); one job per defence of ``evaluate.d
 The Clean column of a per-attack defence averages its figures on clean images over the
 models its attack columns use. Every cell also has the detection rate of :mod:`advrecover.detection`
 (threshold from the clean images of the calibration split, rate on the other images; on Clean
-it is the false-positive rate). Writes ``results/defences/<defence>/<protocol>.csv`` (one row
+it is the false-positive rate). A defence with its own classifier (adversarial training) is
+scored with it, on the same stored attack images (made against the victim: transfer); its rows
+say ``classifier: own``. Writes ``results/defences/<defence>/<protocol>.csv`` (one row
 per cell, every metric of ``advrecover.metrics``, each accuracy with its 95% bootstrap
 interval); stage ``tables`` assembles the tables of every defence.
 """
@@ -123,13 +125,28 @@ class Cells:
         self.tau, self.fpr, self.batch_size, self.device = tau, fpr, batch_size, device
         self.built, self.raw, self.scores, self.limits = {}, {}, {}, {}
 
-    def _raw(self, train_set: str | None, column: str) -> tuple[M.Scores, np.ndarray]:
+    def _model(self, train_set: str | None):
+        """The defence of ``train_set``, the classifier behind it, and that classifier's clean predictions."""
         if train_set not in self.built:
-            self.built[train_set] = defence_registry.build(self.spec, self.models_dir, train_set).to(self.device)
+            defence = defence_registry.build(self.spec, self.models_dir, train_set).to(self.device)
+            if defence.classifier is None:
+                self.built[train_set] = defence, self.victim, self.data.pred_clean
+            else:  # its own classifier (adversarial training): its own clean predictions
+                own = inference.prepare(defence.classifier, self.device)
+                self.built[train_set] = defence, own, inference.predict(own, self.data.clean, self.batch_size,
+                                                                        self.device)
+        return self.built[train_set]
+
+    @property
+    def own_classifier(self) -> bool:
+        return any(classifier is not self.victim for _, classifier, _ in self.built.values())
+
+    def _raw(self, train_set: str | None, column: str) -> tuple[M.Scores, np.ndarray]:
         if (train_set, column) not in self.raw:
+            defence, classifier, pred_clean = self._model(train_set)
             d = self.data
-            self.raw[train_set, column] = evaluate_cell(self.built[train_set], self.victim, d.clean, d.columns[column],
-                                                        d.labels, d.pred_clean, self.tau, self.batch_size, self.device)
+            self.raw[train_set, column] = evaluate_cell(defence, classifier, d.clean, d.columns[column], d.labels,
+                                                        pred_clean, self.tau, self.batch_size, self.device)
         return self.raw[train_set, column]
 
     def __call__(self, train_set: str | None, column: str) -> M.Scores:
@@ -177,6 +194,7 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
     frames = {}
     for protocol in PROTOCOLS:
         frames[protocol] = pd.DataFrame(table_rows(protocol, defence, spec, columns, train_on, seed, cell))
+        frames[protocol]["classifier"] = "own" if cell.own_classifier else "victim"
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
     return frames

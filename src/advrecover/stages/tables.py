@@ -30,6 +30,10 @@ TITLES = {"accuracy": "Victim accuracy on recovered images (%)",
                             "on clean held-out images (%; on Clean: the false-positive rate)"}
 PERCENT = (*M.ACCURACIES, "recovery_ratio", "detection_rate")
 VICTIM_ALONE = "none"
+OWN = " (own classifier)"
+OWN_NOTE = ("Rows marked 'own classifier' answer with their own classifier (adversarially trained) and no recovery "
+            "step; their attack columns hold the same images as every row, made against the standard victim "
+            "(transfer). The adaptive table attacks that classifier directly.\n")
 
 
 def _wide(frame: pd.DataFrame, values: str, order: list[str]) -> pd.DataFrame:
@@ -44,6 +48,10 @@ def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
     Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
     order = [CLEAN, *columns]
     note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"
+    own = frame["classifier"].eq("own") if "classifier" in frame else pd.Series(False, index=frame.index)
+    if own.any():
+        frame = frame.assign(defence=frame["defence"].where(~own, frame["defence"] + OWN))
+        note += OWN_NOTE
     parts = [f"# {title}\n", note]
     for field, caption in TITLES.items():
         scale = 100 if field in PERCENT else 1
@@ -68,13 +76,17 @@ forward, identity backward (Athalye et al. 2018); bpda_surrogate = the defence's
 differentiable approximation backward. Each route runs every attack of adaptive.attacks (EOT
 over the defence's randomness where it has any); its figure counts an image robust only if it
 survives all of them. Worst case: robust under transfer and every route. Flags: the sanity
-checks that failed (none = all passed). The `none` row is the victim alone.
+checks that failed (none = all passed). The `none` row is the victim alone; a row marked 'own
+classifier' is attacked through its own (adversarially trained) classifier, its transfer images
+are those made against the standard victim.
 """
 
 
 def _label(row) -> str:
     label = f"{row['defence']} ({row['model']})" if isinstance(row["model"], str) and row["model"] else row["defence"]
-    return f"{label} (victim alone)" if row["defence"] == VICTIM_ALONE else label
+    if row["defence"] == VICTIM_ALONE:
+        return f"{label} (victim alone)"
+    return label + OWN if row.get("classifier") == "own" else label
 
 
 def adaptive_markdown(frame: pd.DataFrame) -> str:

@@ -45,9 +45,12 @@ def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: 
 
 
 def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConfig, seed: int, device,
-          history_path: Path, checkpoint_path: Path, config_key: str = "", progress: bool = True):
+          history_path: Path, checkpoint_path: Path, config_key: str = "", progress: bool = True, adversary=None,
+          what: str = "victim"):
     """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate, through :func:`training.fit`:
-    per-epoch loss and accuracy to CSV, a checkpoint per epoch, NaN detection."""
+    per-epoch loss and accuracy to CSV, a checkpoint per epoch, NaN detection. With ``adversary``
+    (``(x, y) -> x'``, e.g. a torchattacks attack on ``model``) every batch is replaced by its
+    adversarial version before the step: adversarial training (Madry et al. 2018)."""
     x_all, y_all = to_tensor(images), torch.from_numpy(labels)
     model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
     model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
@@ -67,6 +70,8 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
             if cfg.augment:
                 x = augment(x, gen)
             x, y = x.to(device), y.to(device)
+            if adversary is not None:
+                x = adversary(x, y)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -79,7 +84,7 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
         return {"loss": total / seen, "train_accuracy": correct / seen}
 
     training.fit(model, opt, sched, cfg.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
-                 "victim", scheduler_per_epoch=False, progress=progress)
+                 what, scheduler_per_epoch=False, progress=progress)
     return model
 
 

@@ -1,0 +1,53 @@
+"""Stage ``victim_robust``: the adversarial-training reference, the victim's ResNet trained on its
+own adversarial examples (Madry et al. 2018) on the ``victim`` pool.
+
+Every training batch is replaced by the images of the attack instance ``robust_victim.attack``
+against the model being trained (Wong, Rice and Kolter 2020's fast FGSM with a random start and
+step 1.25 eps in the quick profile; PGD in the paper preset), computed in training mode as
+their code does. Architecture and optimiser are the ``victim`` params', epochs
+``robust_victim.epochs``. Written self-describing (``victims.save_resnet``); the defence
+``adversarial_training`` deploys it as its own classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .. import attacks
+from ..data.pools import POOL_ORDER, read_pool
+from ..io import config_digest, write_json
+from ..models import victim as victims
+from .victim import accuracy, train
+
+log = logging.getLogger(__name__)
+
+
+def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, seed: int, device, pools_dir: str | Path,
+        model_path: str | Path, metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
+    """Train the robust ResNet; write it, its per-epoch history and its clean accuracy per labelled pool."""
+    attacks.check({"attack": attack_spec}, "robust_victim")
+    pools = {name: read_pool(Path(pools_dir) / f"{name}.h5") for name in POOL_ORDER}
+    train_pool = pools["victim"]
+    if not len(train_pool.labels) or not train_pool.labelled:
+        raise ValueError("victim_robust needs a labelled, non-empty 'victim' pool (sample.pools.victim)")
+    cfg = replace(cfg, mode="train", epochs=epochs)
+    torch.manual_seed(seed)
+    model = victims.build(cfg, train_pool.class_names).to(device)  # torchattacks reads the device at construction
+    adversary = attacks.build(attack_spec, model)
+    adversary.set_model_training_mode(model_training=True)
+    key = config_digest(cfg, attack_spec, seed, train_pool.attrs["checksum"])
+    train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path),
+          Path(model_path).with_suffix(".ckpt"), key, progress, adversary=adversary, what="victim_robust")
+    model.eval()
+    victims.save_resnet(model_path, model, cfg.widths, cfg.blocks, cfg.stem_stride)
+    metrics = {"attack": attack_spec, "accuracy": {}}
+    for name, pool in pools.items():
+        if pool.labelled and pool.class_names == list(train_pool.class_names):
+            metrics["accuracy"][name] = round(accuracy(model, pool.images, pool.labels, device, cfg.eval_batch_size), 6)
+    write_json(metrics_path, metrics)
+    log.info("robust victim clean accuracy: %s", metrics["accuracy"])
+    return metrics

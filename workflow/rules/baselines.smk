@@ -1,0 +1,97 @@
+# Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate
+# (tests/test_dag.py fails while this file is stale). Helpers: common.smk.
+rule victim_robust:
+    """Train the adversarial-training reference, the victim's ResNet on its own adversarial examples (Wong, Rice and Kolter 2020; Madry et al. 2018)."""
+    input:
+        cae="data/pools/cae.h5",
+        aae="data/pools/aae.h5",
+        test="data/pools/test.h5",
+        victim="data/pools/victim.h5",
+        code=[
+            "src/advrecover/stages/victim_robust.py",
+            "src/advrecover/stages/victim.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/attacks/__init__.py",
+            "src/advrecover/registry.py",
+            "src/advrecover/attacks/torchattacks_methods.py",
+            "src/advrecover/attacks/deepfool.py",
+            "src/advrecover/attacks/jsma.py",
+            "src/advrecover/attacks/ssah.py",
+            "src/advrecover/attacks/ssp.py",
+            "src/advrecover/attacks/features.py",
+            "src/advrecover/attacks/jacobian.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+            "src/advrecover/training.py",
+            "src/advrecover/device.py",
+            "src/advrecover/inference.py",
+        ],
+    output:
+        outs=["models/victim_robust.pt"],
+        metrics=["metrics/victim_robust.json"],
+        plots=["metrics/victim_robust_train.csv"],
+    log:
+        "logs/victim_robust.log",
+    benchmark:
+        "logs/benchmarks/victim_robust.tsv",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        victim=config["victim"],
+        robust_victim=config["robust_victim"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    shell:
+        "advrecover victim_robust --params params.yaml --pools data/pools --model models/victim_robust.pt --metrics metrics/victim_robust.json --history metrics/victim_robust_train.csv --log logs/victim_robust.log"
+
+
+rule train_purifier:
+    """Train one purifier (NRP, Naseer et al. 2020; Pix2Pix, Mezhoudi 2023) without labels on the cae pool and its SSP perturbations."""
+    input:
+        cae="data/pools/cae.h5",
+        victim="models/victim.pt",
+        code=[
+            "src/advrecover/stages/train_purifier.py",
+            "src/advrecover/purifiers/__init__.py",
+            "src/advrecover/purifiers/nrp.py",
+            "src/advrecover/purifiers/pix2pix.py",
+            "src/advrecover/registry.py",
+            "src/advrecover/attacks/__init__.py",
+            "src/advrecover/attacks/torchattacks_methods.py",
+            "src/advrecover/attacks/deepfool.py",
+            "src/advrecover/attacks/jsma.py",
+            "src/advrecover/attacks/ssah.py",
+            "src/advrecover/attacks/ssp.py",
+            "src/advrecover/attacks/features.py",
+            "src/advrecover/attacks/jacobian.py",
+            "src/advrecover/training.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+            "src/advrecover/device.py",
+            "src/advrecover/inference.py",
+        ],
+    output:
+        outs=["models/purifiers/{purifier}.pt"],
+        metrics=["metrics/train/purifiers/{purifier}.json"],
+        plots=["metrics/train/purifiers/{purifier}.csv"],
+    log:
+        "logs/train_purifier/{purifier}.log",
+    benchmark:
+        "logs/benchmarks/train_purifier/{purifier}.tsv",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        victim=config["victim"],
+        purifiers_purifier=lambda wildcards: config["purifiers"][wildcards.purifier],
+        attack_instances=config["attack"]["instances"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    wildcard_constraints:
+        purifier=choices(config["purifiers"]),
+    shell:
+        "advrecover train_purifier --params params.yaml --purifier {wildcards.purifier} --pool data/pools/cae.h5 --victim models/victim.pt --model models/purifiers/{wildcards.purifier}.pt --history metrics/train/purifiers/{wildcards.purifier}.csv --metrics metrics/train/purifiers/{wildcards.purifier}.json --log logs/train_purifier/{wildcards.purifier}.log"
