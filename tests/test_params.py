@@ -23,6 +23,8 @@ def test_shipped_params_and_paper_free_defaults_are_valid():
     (lambda p: p.__setitem__("device", "gpu0"), "device: 'gpu0' does not match"),
     (lambda p: p.pop("seed"), "seed: required key is missing"),
     (lambda p: p["attack"].__setitem__("label_pools", ["tset"]), "attack.label_pools.0: 'tset' is not one of"),
+    (lambda p: p["purifiers"]["nrp"]["train"].__setitem__("features", "vgg19"), "purifiers.nrp.train.features"),
+    (lambda p: p["robust_victim"].pop("epochs"), "robust_victim.epochs: required key is missing"),
 ])
 def test_schema_errors_name_the_key(params, edit, message):
     edit(params)
@@ -83,6 +85,8 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     (lambda p: p["recovery"]["cae"]["default"].__setitem__("patch", 3), "does not divide sample.image_size"),
     (lambda p: p["attack"].__setitem__("pools", ["test"]), "attack.pools: must include 'aae'"),
     (lambda p: p["evaluate"]["defences"]["cae_aae"].__setitem__("variant", "x"), "evaluate.defences.cae_aae.variant"),
+    (lambda p: p["purifiers"]["nrp"]["train"].__setitem__("attack", "nope"), "purifiers.nrp.train.attack"),
+    (lambda p: p["evaluate"]["defences"]["nrp"].__setitem__("purifier", "nope"), "evaluate.defences.nrp.purifier"),
 ])
 def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)

@@ -90,3 +90,23 @@ def test_markdown_shows_each_accuracy_with_its_interval():
     assert 4 < half < 9  # the normal approximation gives 1.96 * sqrt(0.7 * 0.3 / 200) = 6.4 points
     text = tables.markdown(pd.DataFrame(rows), ["fgsm"], "Seen")
     assert f"{100 * row['accuracy']:.1f} ± {half:.1f}" in text
+
+
+def test_a_random_defence_gives_the_same_cell_whatever_ran_before():
+    """evaluate_cell seeds torch: a random defence (EOT's kind) is reproducible run to run and order-free."""
+    import torch
+
+    from advrecover.defences import Defence
+
+    class Noisy(Defence):
+        def recover(self, x):
+            return (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
+
+    victim = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    x, labels = torch.rand(16, 3, 4, 4), np.arange(16) % 3
+    runs = []
+    for burn in (0, 5):
+        torch.rand(burn)  # another cell consumed random numbers before this one
+        scores, detection = evaluate.evaluate_cell(Noisy(), victim, x, x, labels, labels, 0.03, 8, "cpu", seed=3)
+        runs.append((scores.correct, scores.pixels["psnr"], detection))
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))

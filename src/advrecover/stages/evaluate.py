@@ -51,10 +51,12 @@ def unseen_pairs(columns: list[str], train_on: list[str], seed: int) -> dict[str
 
 
 @torch.no_grad()
-def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, labels: np.ndarray,
-                  pred_clean: np.ndarray, tau: float, batch_size: int, device) -> tuple[M.Scores, np.ndarray]:
+def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, labels: np.ndarray, pred_clean: np.ndarray,
+                  tau: float, batch_size: int, device, seed: int = 0) -> tuple[M.Scores, np.ndarray]:
     """Recover ``inputs`` (N, 3, H, W) with ``defence``; score each image against ``clean``. Also
-    returns each input's detection score (:func:`advrecover.detection.scores`)."""
+    returns each input's detection score (:func:`advrecover.detection.scores`). Seeded, so a
+    random defence gives the same cell whatever was evaluated before it."""
+    torch.manual_seed(seed)
     preds, pixels, scores = [], [], []
     for s in range(0, len(inputs), batch_size):
         x_in = inputs[s:s + batch_size].to(device)
@@ -120,9 +122,9 @@ class Cells:
     threshold set on its clean scores of the calibration rows."""
 
     def __init__(self, spec: dict, models_dir, victim, data: Inputs, tau: float, fpr: float, batch_size: int,
-                 device):
+                 device, seed: int):
         self.spec, self.models_dir, self.victim, self.data = spec, models_dir, victim, data
-        self.tau, self.fpr, self.batch_size, self.device = tau, fpr, batch_size, device
+        self.tau, self.fpr, self.batch_size, self.device, self.seed = tau, fpr, batch_size, device, seed
         self.built, self.raw, self.scores, self.limits = {}, {}, {}, {}
 
     def _model(self, train_set: str | None):
@@ -146,7 +148,7 @@ class Cells:
             defence, classifier, pred_clean = self._model(train_set)
             d = self.data
             self.raw[train_set, column] = evaluate_cell(defence, classifier, d.clean, d.columns[column], d.labels,
-                                                        pred_clean, self.tau, self.batch_size, self.device)
+                                                        pred_clean, self.tau, self.batch_size, self.device, self.seed)
         return self.raw[train_set, column]
 
     def __call__(self, train_set: str | None, column: str) -> M.Scores:
@@ -190,7 +192,7 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
     data = load_inputs(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns, victim=victim,
                        victim_checksum=sha256_file(victim_path), batch_size=batch_size,
                        calibration_share=calibration_share, seed=seed, device=device)
-    cell = Cells(spec, models_dir, victim, data, tau, fpr, batch_size, device)
+    cell = Cells(spec, models_dir, victim, data, tau, fpr, batch_size, device, seed)
     frames = {}
     for protocol in PROTOCOLS:
         frames[protocol] = pd.DataFrame(table_rows(protocol, defence, spec, columns, train_on, seed, cell))
