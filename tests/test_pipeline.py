@@ -336,8 +336,9 @@ def test_evaluation_tables_and_the_no_defence_row(workspaces):
         assert "| defence" in text and "Clean" in text and "Average" in text
         frame = pd.read_csv(ws / f"results/{protocol}.csv")
         assert {"accuracy", "recovery_rate", "recovery_ratio", "psnr", "ssim", "psnr_to_input"} <= set(frame.columns)
-        rows = {"none", "cae_aae"} | ({"cae_aae (mixed)"} if protocol == "seen" else set())
+        rows = set(tiny_params()["evaluate"]["defences"]) | ({"cae_aae (mixed)"} if protocol == "seen" else set())
         assert set(frame["defence"]) == rows
+        assert set(frame.loc[frame["defence"] == "adv_trained", "classifier"]) == {"own"}
         assert set(frame["column"]) == {"clean", "fgsm", "pgd_8"}
     unseen = pd.read_csv(ws / "results/unseen.csv")
     cells = unseen[(unseen["defence"] == "cae_aae") & (unseen["column"] != "clean")]
@@ -358,12 +359,14 @@ def test_adaptive_table_has_every_defence_the_reference_row_and_the_flags(worksp
 
     _, ws = workspaces
     defences = tiny_params()["evaluate"]["defences"]
-    frame = pd.read_csv(ws / "results/adaptive.csv", keep_default_na=False)
+    frame = pd.read_csv(ws / "results/adaptive.csv")
     assert set(frame["defence"]) == set(defences)
     assert {"clean", "transfer", "route_full", "route_bpda", "worst_case", "dr_transfer", "flags"} <= set(frame.columns)
-    assert (frame["worst_case"] <= frame[["transfer", "route_full", "route_bpda"]].min(axis=1) + 1e-9).all()
+    routes = [c for c in frame.columns if c.startswith("route_")]
+    assert (frame["worst_case"] <= frame[["transfer", *routes]].min(axis=1) + 1e-9).all()
+    assert frame.loc[frame["defence"] == "nrp_dynamic", "eot"].item() == tiny_params()["adaptive"]["eot"] > 1
     text = (ws / "results/adaptive.md").read_text()
-    assert "none (victim alone)" in text and "| flags" in text
+    assert "none (victim alone)" in text and "| flags" in text and "adv_trained (own classifier)" in text
     summary = sh(["python", "-m", "advrecover.outputs", "summary"], ws).stdout
     assert "Adaptive attacks through every defence" in summary
 
