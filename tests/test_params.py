@@ -86,7 +86,8 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     (lambda p: p["attack"].__setitem__("pools", ["test"]), "attack.pools: must include 'aae'"),
     (lambda p: p["evaluate"]["defences"]["cae_aae"].__setitem__("variant", "x"), "evaluate.defences.cae_aae.variant"),
     (lambda p: p["purifiers"]["nrp"]["train"].__setitem__("attack", "nope"), "purifiers.nrp.train.attack"),
-    (lambda p: p["evaluate"]["defences"]["nrp_dynamic"].__setitem__("purifier", "nope"), "evaluate.defences.nrp_dynamic.purifier"),
+    (lambda p: p["evaluate"]["defences"].__setitem__("nrp", {"method": "nrp", "purifier": "nope"}),
+     "evaluate.defences.nrp.purifier"),
 ])
 def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)

@@ -110,3 +110,37 @@ def test_a_random_defence_gives_the_same_cell_whatever_ran_before():
         scores, detection = evaluate.evaluate_cell(Noisy(), victim, x, x, labels, labels, 0.03, 8, "cpu", seed=3)
         runs.append((scores.correct, scores.pixels["psnr"], detection))
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_a_defence_with_its_own_classifier_is_scored_with_it(monkeypatch):
+    """The adversarial-training row: its classifier (not the victim) answers, with its own clean
+    predictions for the recovery rate, and the rows say so; the markdown marks them."""
+    import pandas as pd
+    import torch
+
+    from advrecover.defences import Defence
+
+    class Own(Defence):
+        def __init__(self):
+            super().__init__()
+            self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+
+        def recover(self, x):
+            return x
+
+    victim = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    x, labels = torch.rand(12, 3, 4, 4), np.arange(12) % 3
+    data = evaluate.Inputs(x, {"clean": x}, labels, np.zeros(12, dtype=np.int64), np.arange(6), np.arange(6, 12))
+    own = Own()
+    cells = evaluate.Cells({"method": "own"}, "unused", victim, data, 0.03, 0.05, 4, "cpu", seed=0)
+    monkeypatch.setattr(evaluate.defence_registry, "build", lambda spec, models_dir, train_set: own)
+    scores = cells(None, "clean")
+    with torch.no_grad():
+        expected = own.classifier(x).argmax(1).numpy()
+    assert np.array_equal(scores.correct, (expected == labels).astype(float)) and cells.own_classifier
+    assert np.array_equal(scores.clean_ok, expected == labels)  # its own clean answers, not the victim's
+    frame = pd.DataFrame([{"protocol": "seen", "defence": "adv", "column": "clean", "classifier": "own",
+                           **{k: 0.5 for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "recovery_rate",
+                                               "recovery_rate_ci_low", "recovery_rate_ci_high", "recovery_ratio",
+                                               "psnr", "ssim", "psnr_to_input", "detection_rate")}}])
+    assert "adv (own classifier)" in tables.markdown(frame, [], "t") and "own classifier" in tables.OWN_NOTE
