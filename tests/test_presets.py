@@ -33,6 +33,11 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
     assert (pix2pix["alpha"], pix2pix["lam"], pix2pix["train"]["lr"], pix2pix["train"]["batch_size"],
             pix2pix["train"]["epochs"]) == (100, 10, 0.0001, 16, 200)
     assert p["robust_victim"]["attack"]["method"] == "pgd"
+    reversal = p["evaluate"]["defences"]["reversal_multitask"]
+    assert (reversal["eps"], reversal["step"], reversal["steps"]) == (0.0627451, 0.0078431, 40)
+    assert set(reversal["tasks"]) == {"contrastive", "inpainting", "rotation"} and p["adaptive"]["per_defence"] == {}
+    assert (p["ssl"]["train"], p["ssl"]["tasks"]["contrastive"]["temperature"]) == \
+        ({"lr": 0.001, "batch_size": 100, "epochs": 200}, 0.2)
 
 
 @pytest.mark.slow
@@ -48,8 +53,8 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     counts = Counter(address.split("@")[0] for address in jobs)
     shards = len(paper()["attack"]["shards"])
     assert counts == {"sample": 1, "victim": 1, "attack": 2 * 7 * shards, "attack_merge": 2 * 7, "train_cae": 1,
-                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 11, "adaptive": 11, "train_purifier": 2,
-                      "victim_robust": 1, "tables": 1}
+                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 13, "adaptive": 13, "train_purifier": 2,
+                      "victim_robust": 1, "train_ssl": 3, "tables": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
 

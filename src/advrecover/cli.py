@@ -103,6 +103,20 @@ def _train_purifier(args, p, device):
                        progress=not args.quiet)
 
 
+def _train_ssl(args, p, device):
+    from . import ssl
+    from .stages import train_ssl
+
+    tasks = p["ssl"]["tasks"]
+    if args.task not in tasks:
+        raise ValueError(f"--task {args.task}: not defined under ssl.tasks {list(tasks)}")
+    ssl.check(tasks)
+    train_ssl.run(name=args.task, spec=tasks[args.task], cfg=params_mod.section(train_ssl.SSLTraining, p["ssl"]["train"]),
+                  pool_path=args.pool, victim_path=args.victim, victim_cfg=_victim_config(p), seed=p["seed"],
+                  device=device, model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+                  progress=not args.quiet)
+
+
 def _evaluate(args, p, device):
     from .stages import evaluate
 
@@ -119,7 +133,7 @@ def _adaptive(args, p, device):
 
     d = p["evaluate"]["detection"]
     adaptive.run(defence=args.defence, spec=_defence(p, args.defence),
-                 cfg=params_mod.section(adaptive.AdaptiveConfig, p["adaptive"]),
+                 cfg=params_mod.section(adaptive.AdaptiveConfig, adaptive.budget(p["adaptive"], args.defence)),
                  calibration_share=d["calibration_share"], fpr=d["fpr"], columns=p["attack"]["run"],
                  pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim,
                  victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
@@ -168,7 +182,7 @@ def _variant(p: dict, part: str, variant: str) -> dict:
 
 
 POOLS = ("--pools", "directory holding the pool files")
-MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, victim_robust.pt)")
+MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, ssl/, victim_robust.pt)")
 VICTIM = ("--victim", "victim state dict")
 HISTORY = ("--history", "output CSV: per-epoch loss terms")
 # stage -> (help, handler, its arguments: (flag, help) for a required path, (flag, argparse kwargs) otherwise)
@@ -203,6 +217,9 @@ STAGES = {
         ("--purifier", "a key of purifiers"), ("--pool", "the unlabelled cae pool file"), VICTIM,
         ("--model", "output generator (.pt)"), HISTORY,
         ("--metrics", "output JSON: PSNR of the purified perturbed and clean images")]),
+    "train_ssl": ("train one self-supervised head of ssl.tasks without labels", _train_ssl, [
+        ("--task", "a key of ssl.tasks"), ("--pool", "the pool file of ssl.pool"), VICTIM,
+        ("--model", "output head (.pt)"), HISTORY, ("--metrics", "output JSON: the head's loss before and after")]),
     "evaluate": ("one defence against every test column, both protocols", _evaluate, [
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets"),

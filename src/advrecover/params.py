@@ -110,6 +110,18 @@ def _check_evaluation(params: dict) -> None:
         if "variant" in spec and spec["variant"] not in rec["variants"]:
             raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
                               f"{rec['variants']}")
+    _check_self_supervision(params)
+
+
+def _check_self_supervision(params: dict) -> None:
+    defences, tasks = params["evaluate"]["defences"], params["ssl"]["tasks"]
+    for name, spec in defences.items():
+        unknown = [t for t in spec.get("tasks") or {} if spec["method"] == "reversal" and t not in tasks]
+        if unknown:
+            raise ParamsError(f"evaluate.defences.{name}.tasks: {unknown} are not heads under ssl.tasks {sorted(tasks)}")
+    unknown = [d for d in params["adaptive"]["per_defence"] if d not in defences]
+    if unknown:
+        raise ParamsError(f"adaptive.per_defence: {unknown} are not defences of evaluate.defences {sorted(defences)}")
 
 
 def section(cls: type, values: dict):

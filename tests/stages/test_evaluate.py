@@ -133,7 +133,7 @@ def test_a_defence_with_its_own_classifier_is_scored_with_it(monkeypatch):
     data = evaluate.Inputs(x, {"clean": x}, labels, np.zeros(12, dtype=np.int64), np.arange(6), np.arange(6, 12))
     own = Own()
     cells = evaluate.Cells({"method": "own"}, "unused", victim, data, 0.03, 0.05, 4, "cpu", seed=0)
-    monkeypatch.setattr(evaluate.defence_registry, "build", lambda spec, models_dir, train_set: own)
+    monkeypatch.setattr(evaluate.defence_registry, "build", lambda spec, models_dir, train_set, victim: own)
     scores = cells(None, "clean")
     with torch.no_grad():
         expected = own.classifier(x).argmax(1).numpy()
@@ -144,3 +144,4 @@ def test_a_defence_with_its_own_classifier_is_scored_with_it(monkeypatch):
                                                "recovery_rate_ci_low", "recovery_rate_ci_high", "recovery_ratio",
                                                "psnr", "ssim", "psnr_to_input", "detection_rate")}}])
     assert "adv (own classifier)" in tables.markdown(frame, [], "t") and "own classifier" in tables.OWN_NOTE
+

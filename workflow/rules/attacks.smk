@@ -16,6 +16,7 @@ rule attack:
             "src/advrecover/attacks/ssp.py",
             "src/advrecover/attacks/features.py",
             "src/advrecover/attacks/jacobian.py",
+            "src/advrecover/models/features.py",
             "src/advrecover/data/adversarial.py",
             "src/advrecover/data/tensors.py",
             "src/advrecover/models/victim.py",

@@ -21,6 +21,7 @@ rule victim_robust:
             "src/advrecover/attacks/ssp.py",
             "src/advrecover/attacks/features.py",
             "src/advrecover/attacks/jacobian.py",
+            "src/advrecover/models/features.py",
             "src/advrecover/data/pools.py",
             "src/advrecover/data/tensors.py",
             "src/advrecover/training.py",
@@ -66,6 +67,7 @@ rule train_purifier:
             "src/advrecover/attacks/ssp.py",
             "src/advrecover/attacks/features.py",
             "src/advrecover/attacks/jacobian.py",
+            "src/advrecover/models/features.py",
             "src/advrecover/training.py",
             "src/advrecover/models/victim.py",
             "src/advrecover/models/resnet.py",
@@ -95,3 +97,48 @@ rule train_purifier:
         purifier=choices(config["purifiers"]),
     shell:
         "advrecover train_purifier --params params.yaml --purifier {wildcards.purifier} --pool data/pools/cae.h5 --victim models/victim.pt --model models/purifiers/{wildcards.purifier}.pt --history metrics/train/purifiers/{wildcards.purifier}.csv --metrics metrics/train/purifiers/{wildcards.purifier}.json --log logs/train_purifier/{wildcards.purifier}.log"
+
+
+rule train_ssl:
+    """Train one self-supervised head (contrastive, rotation, inpainting; Mao et al. 2021, Lee, Lai and Hsu) on the frozen victim's features without labels."""
+    input:
+        pools=f"data/pools/{config['ssl']['pool']}.h5",
+        victim="models/victim.pt",
+        code=[
+            "src/advrecover/stages/train_ssl.py",
+            "src/advrecover/ssl/__init__.py",
+            "src/advrecover/ssl/contrastive.py",
+            "src/advrecover/ssl/inpainting.py",
+            "src/advrecover/ssl/rotation.py",
+            "src/advrecover/registry.py",
+            "src/advrecover/models/features.py",
+            "src/advrecover/training.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+            "src/advrecover/device.py",
+            "src/advrecover/inference.py",
+        ],
+    output:
+        outs=["models/ssl/{task}.pt"],
+        metrics=["metrics/train/ssl/{task}.json"],
+        plots=["metrics/train/ssl/{task}.csv"],
+    log:
+        "logs/train_ssl/{task}.log",
+    benchmark:
+        "logs/benchmarks/train_ssl/{task}.tsv",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        victim=config["victim"],
+        ssl_pool=config["ssl"]["pool"],
+        ssl_train=config["ssl"]["train"],
+        ssl_tasks_task=lambda wildcards: config["ssl"]["tasks"][wildcards.task],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    wildcard_constraints:
+        task=choices(config["ssl"]["tasks"]),
+    shell:
+        "advrecover train_ssl --params params.yaml --task {wildcards.task} --pool data/pools/{params.ssl_pool}.h5 --victim models/victim.pt --model models/ssl/{wildcards.task}.pt --history metrics/train/ssl/{wildcards.task}.csv --metrics metrics/train/ssl/{wildcards.task}.json --log logs/train_ssl/{wildcards.task}.log"

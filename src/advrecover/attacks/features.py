@@ -1,35 +1,14 @@
-"""Feature networks for the feature-space methods: SSAH, SSP, and the perceptual losses of the purifiers."""
+"""Feature networks for the feature-space methods: SSAH, SSP, and the perceptual losses of the purifiers
+(the victim's penultimate features come from :func:`advrecover.models.features.penultimate`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..models.features import penultimate
 from ..models.resnet import Normalize
 from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state, load_weights
-
-
-def penultimate(model: nn.Module):
-    """``x -> features``: the input of the model's last ``nn.Linear`` ("the classifier without its
-    final layer", flattened), captured with a forward hook, so it works for our ResNet and for
-    torchvision classifiers alike."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("feature attacks need a classifier whose last layer is nn.Linear")
-    head, store = linears[-1], {}
-
-    def hook(module, inputs):
-        store["features"] = inputs[0].flatten(1)
-
-    def features(x: torch.Tensor) -> torch.Tensor:
-        handle = head.register_forward_pre_hook(hook)
-        try:
-            model(x)
-        finally:
-            handle.remove()
-        return store.pop("features")
-
-    return features
 
 
 def vgg16_relu3_3(weights: str) -> nn.Module:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchattacks.attack import Attack
 
 from . import register
-from .features import penultimate
+from ..models.features import penultimate
 
 
 def haar_lowpass(x: torch.Tensor) -> torch.Tensor:

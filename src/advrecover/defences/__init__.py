@@ -8,8 +8,10 @@ attacks need (``advrecover.adaptive``): ``differentiable`` (the exact gradient r
 A method registered with ``trained_on_attack`` needs the name of the attack set its model was
 trained on (the seen/unseen protocols choose it). A defence may bring its own classifier
 (:attr:`Defence.classifier`, e.g. an adversarially trained victim); the victim is used otherwise.
-To add a defence, add a module here with a
-builder decorated by ``register`` (``advrecover.registry``), and an entry in ``params.yaml``.
+A builder's first arguments are the context ``(models_dir, train_set, victim)``: where the trained
+models are, the training set of a per-attack model, and the victim it protects (the reversal works
+on its features). To add a defence, add a module here with a builder decorated by ``register``
+(``advrecover.registry``), and an entry in ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from ..registry import Registry, load_modules
 
-REGISTRY = Registry("defence", context=("models_dir", "train_set"), required_traits=("differentiable", "random"))
+REGISTRY = Registry("defence", context=("models_dir", "train_set", "victim"), required_traits=("differentiable", "random"))
 register = REGISTRY.register  # optional traits: trained_on_attack, surrogate
 
 
@@ -63,9 +65,11 @@ def classifier(defence: Defence, victim: nn.Module) -> nn.Module:
     return defence.classifier if defence.classifier is not None else victim
 
 
-def build(spec: dict, models_dir: str | Path, train_set: str | None = None) -> Defence:
-    """The defence of one params entry; ``train_set`` picks the model of a per-attack defence."""
-    return REGISTRY.build(spec, Path(models_dir), train_set).eval()
+def build(spec: dict, models_dir: str | Path, train_set: str | None = None,
+          victim: nn.Module | None = None) -> Defence:
+    """The defence of one params entry; ``train_set`` picks the model of a per-attack defence; ``victim``
+    is the classifier it protects (a defence that works on its features, the reversal, needs it)."""
+    return REGISTRY.build(spec, Path(models_dir), train_set, victim).eval()
 
 
 load_modules(__name__, __path__)

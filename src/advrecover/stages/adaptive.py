@@ -12,7 +12,13 @@ seeded subset of the evaluated pool outside the detection calibration split:
   transfer image in budget and under every route and attack;
 * the detection rate of the transfer images, of the strongest adaptive attack's images, and of a
   PGD that also keeps the detection score under the threshold (``adaptive.detection_aware``);
-* the sanity checks of :mod:`advrecover.adaptive.checks` on the first threat model.
+* the sanity checks of :mod:`advrecover.adaptive.checks` on the first threat model;
+* the cost of the defended answer: seconds per 100 images on this machine (a timing: it differs
+  from run to run), since a test-time optimisation multiplies the inference cost.
+
+``adaptive.per_defence`` gives one defence a budget of its own (:func:`budget`): where every
+attack step runs a whole repair (the reversal), the quick profile attacks fewer images with
+fewer steps rather than leaving the defence out.
 
 A defence with its own classifier (adversarial training) is attacked through that classifier.
 Writes ``results/adaptive/<defence>.csv`` (one row per model and threat) and its metrics JSON.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -79,6 +86,16 @@ class Data:
     calibration: torch.Tensor
 
 
+def budget(section: dict, defence: str) -> dict:
+    """The ``adaptive`` params for one defence: its ``per_defence`` entry's keys replace the section's
+    (``checks`` key by key)."""
+    override = section["per_defence"].get(defence, {})
+    merged = {k: v for k, v in section.items() if k != "per_defence"}
+    merged.update({k: v for k, v in override.items() if k != "checks"})
+    merged["checks"] = {**section["checks"], **override.get("checks", {})}
+    return merged
+
+
 def load_data(*, pool_path, adversarial_dir, columns: list[str], victim_checksum: str, n: int,
               calibration_share: float, seed: int) -> Data:
     """The seeded subset of ``n`` images outside the calibration split, and their transfer images."""
@@ -124,6 +141,13 @@ class Attacker:
     def clean_ok(self) -> torch.Tensor:
         """Per image: is the clean image classified correctly through the defence (once per model)."""
         return self.correct(self.data.x)
+
+    @cached_property
+    def seconds_per_100(self) -> float:
+        """Wall time of the defended answer (recovery and classification) per 100 images, this machine."""
+        start = time.perf_counter()
+        self.correct(self.data.x)
+        return 100 * (time.perf_counter() - start) / max(len(self.data.x), 1)
 
     def correct(self, images: torch.Tensor) -> torch.Tensor:
         """Per image: does the defended victim classify ``images`` correctly (seeded for random defences)?"""
@@ -269,13 +293,14 @@ def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: flo
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
     rows = []
     for train_set in model_sets(spec, cfg.train_sets):
-        model = defences.build(spec, models_dir, train_set).to(device)
+        model = defences.build(spec, models_dir, train_set, victim).to(device)
         classifier = victim if model.classifier is None else inference.prepare(model.classifier, device)
         att = Attacker(classifier, model, defences.adaptive_needs(spec), data, cfg, seed, device)
         limit = detection.threshold(att.scores(data.calibration), fpr)
         for i, (name, threat) in enumerate(cfg.threats.items()):
             row = {"defence": defence, "model": train_set or "", "classifier": "victim" if classifier is victim else "own",
-                   **evaluate_threat(att, name, threat, limit, i == 0)}
+                   **evaluate_threat(att, name, threat, limit, i == 0),
+                   "seconds_per_100": round(att.seconds_per_100, 3)}
             log.info("%s [%s] %s: %s", defence, train_set, name, row)
             rows.append(row)
     frame = pd.DataFrame(rows)

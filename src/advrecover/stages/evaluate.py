@@ -130,7 +130,7 @@ class Cells:
     def _model(self, train_set: str | None):
         """The defence of ``train_set``, the classifier behind it, and that classifier's clean predictions."""
         if train_set not in self.built:
-            defence = defence_registry.build(self.spec, self.models_dir, train_set).to(self.device)
+            defence = defence_registry.build(self.spec, self.models_dir, train_set, self.victim).to(self.device)
             if defence.classifier is None:
                 self.built[train_set] = defence, self.victim, self.data.pred_clean
             else:  # its own classifier (adversarial training): its own clean predictions

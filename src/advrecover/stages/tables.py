@@ -47,7 +47,9 @@ def markdown(frame: pd.DataFrame, columns: list[str], title: str) -> str:
     columns = Clean, the attacks, Average.
     Accuracies read ``value ± half-width`` of their 95% interval (in points); Average has none."""
     order = [CLEAN, *columns]
-    note = "Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images.\n"
+    note = ("Accuracies: value ± half the width of the 95% bootstrap interval over the evaluated images. Only "
+            "per-attack models (cae_aae) differ between the seen and unseen tables; every other row (the purifiers, "
+            "the transformations, the reversals) does not depend on an attack set and is the same in both.\n")
     own = frame["classifier"].eq("own") if "classifier" in frame else pd.Series(False, index=frame.index)
     if own.any():
         frame = frame.assign(defence=frame["defence"].where(~own, frame["defence"] + OWN))
@@ -76,7 +78,10 @@ forward, identity backward (Athalye et al. 2018); bpda_surrogate = the defence's
 differentiable approximation backward. Each route runs every attack of adaptive.attacks (EOT
 over the defence's randomness where it has any); its figure counts an image robust only if it
 survives all of them. Worst case: robust under transfer and every route. Flags: the sanity
-checks that failed (none = all passed). The `none` row is the victim alone; a row marked 'own
+checks that failed (none = all passed). seconds_per_100: wall time of the defended answer
+(recovery and classification) per 100 images on the machine that ran the job, a timing that
+differs from run to run; a test-time optimisation (the reversal) multiplies it. A defence may
+have a budget of its own (adaptive.per_defence): its n and the eot column say so. The `none` row is the victim alone; a row marked 'own
 classifier' is attacked through its own (adversarially trained) classifier, its transfer images
 are those made against the standard victim.
 """
@@ -98,8 +103,9 @@ def adaptive_markdown(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     shown[pct] = (frame[pct] * 100).apply(lambda col: col.map(lambda v: "—" if pd.isna(v) else f"{v:.1f}"))
     shown["flags"] = frame["flags"].fillna("").replace("", "none")
-    accuracy = shown[["row", "threat", "norm", "eps", "n", "clean", "transfer", *routes, "worst_case", "strongest",
-                      "flags"]].rename(columns={r: r.removeprefix("route_") for r in routes})
+    shown["seconds_per_100"] = frame["seconds_per_100"].map("{:.2f}".format)
+    accuracy = shown[["row", "threat", "norm", "eps", "n", "eot", "clean", "transfer", *routes, "worst_case",
+                      "strongest", "flags", "seconds_per_100"]].rename(columns={r: r.removeprefix("route_") for r in routes})
     detect = shown[["row", "threat", "dr_transfer", "dr_adaptive", "detection_aware_accuracy", "detection_aware_dr"]]
     return "\n".join([*_header(accuracy, detect), *_checks(frame)])
 

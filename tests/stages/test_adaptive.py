@@ -1,0 +1,40 @@
+"""Stage adaptive: the per-defence budget, the cost column, and what may differ between two runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from advrecover.stages.adaptive import budget
+from advrecover.stages.tables import adaptive_markdown
+
+from helpers import same_output
+
+
+def test_a_per_defence_budget_replaces_the_keys_it_names():
+    section = {"n": 100, "eot": 4, "attacks": {"a": {}, "b": {}}, "checks": {"steps": 10, "tolerance": 0.02},
+               "per_defence": {"slow": {"n": 20, "attacks": {"a": {}}, "checks": {"steps": 5}}}}
+    assert budget(section, "slow") == {"n": 20, "eot": 4, "attacks": {"a": {}},
+                                       "checks": {"steps": 5, "tolerance": 0.02}}
+    assert budget(section, "fast") == {"n": 100, "eot": 4, "attacks": {"a": {}, "b": {}},
+                                       "checks": {"steps": 10, "tolerance": 0.02}}
+
+
+def row(defence: str, worst: float, seconds: float) -> dict:
+    return {"defence": defence, "model": "", "classifier": "victim", "threat": "linf", "norm": "Linf", "eps": 0.03,
+            "n": 50, "eot": 2, "clean": 1.0, "transfer": 0.9, "route_full": 0.8, "route_bpda": worst,
+            "worst_case": worst, "strongest": "apgd_ce via bpda", "dr_transfer": 0.1, "dr_adaptive": 0.1,
+            "detection_aware_accuracy": 0.5, "detection_aware_dr": 0.0, "flags": "", "seconds_per_100": seconds}
+
+
+def test_the_adaptive_table_has_a_cost_column_that_only_timing_may_change(tmp_path):
+    frames = [pd.DataFrame([row("none", 0.5, 0.01), row("reversal_contrastive", 0.7, s)]) for s in (0.86, 12.5)]
+    texts = [adaptive_markdown(f) for f in frames]
+    assert "seconds_per_100" in texts[0] and "12.50" in texts[1] and "| 2 " in texts[0]  # cost and eot shown
+    for suffix, write in ((".md", lambda f, t, p: p.write_text(t)), (".csv", lambda f, t, p: f.to_csv(p, index=False))):
+        paths = [tmp_path / f"{k}{suffix}" for k in "ab"]
+        for f, t, p in zip(frames, texts, paths):
+            write(f, t, p)
+        assert same_output(*paths)  # a timing differs, nothing else
+        other = frames[1].assign(worst_case=0.6)
+        write(other, adaptive_markdown(other), paths[1])
+        assert not same_output(*paths)  # a figure differs
