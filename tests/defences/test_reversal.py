@@ -1,4 +1,4 @@
-"""The self-supervised reversal (Mao et al. 2021; the multi-task form of Lee, Lai and Hsu): it lowers
+"""The self-supervised reversal (Mao et al. 2021; the multi-task form of Lawhon and Ducrest): it lowers
 the self-supervised loss of attacked images on heads trained here, r stays in the eps ball and x + r
 in [0, 1], no label is read, and the adaptive stage attacks it through the repair (BPDA, the unrolled
 gradient) with EOT over its randomness."""
@@ -13,12 +13,12 @@ import torchattacks
 
 from advrecover import defences, ssl
 from advrecover.adaptive.routes import Defended
-from advrecover.models.features import penultimate
+from advrecover.data.tensors import to_tensor
+from advrecover.models.features import victim_features
 from advrecover.stages import adaptive, train_ssl
 from advrecover.stages.adaptive import Attacker, Data
 
-from attacks.conftest import architecture, shapes, WEIGHTS
-from advrecover.data.tensors import to_tensor
+from attacks.conftest import WEIGHTS, architecture, shapes
 
 HEADS = {"contrastive": {"method": "contrastive", "projection": 16, "views": 4},
          "rotation": {"method": "rotation", "hidden": 32}}
@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     victim.eval().requires_grad_(False)
     images, labels = shapes(400)
     x = to_tensor(images)
-    features = penultimate(victim)
+    features = victim_features(victim)
     for name, spec in HEADS.items():
         torch.manual_seed(0)
         head = ssl.build(spec, 32, 16)

@@ -1,5 +1,5 @@
 """Test-time reversal with self-supervision (Mao et al. 2021, "Adversarial attacks are reversible with
-natural supervision"; the multi-task form of Lee, Lai and Hsu): every input x, clean or attacked, is
+natural supervision"; the multi-task form of Lawhon and Ducrest): every input x, clean or attacked, is
 moved to x + r with r = argmin L_ssl(x + r), ||r||_inf <= eps, by sign-PGD from a uniform random
 start, x + r kept in [0, 1]; L_ssl is a weighted sum of the heads of stage ``train_ssl`` on the
 victim's features. No label is read.
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import inference, ssl
-from ..models.features import penultimate
+from .. import ssl
+from ..models.features import victim_features
 from . import Defence, register
 
 
@@ -46,6 +46,9 @@ def reverse(objective, x: torch.Tensor, eps: float, step: float, steps: int, unr
 
 
 class Reversal(Defence):
+    """Mao et al. (2021) / Lawhon and Ducrest: x -> x + r*, r* minimising the weighted heads' losses in the
+    Linf ball ``eps``; arguments in :func:`build` (eps 16/255, step 2/255, 40 steps)."""
+
     def __init__(self, features, heads: dict, weights: dict, eps: float, step: float, steps: int):
         super().__init__()
         self.features, self.heads, self.weights = features, torch.nn.ModuleDict(heads), weights
@@ -64,15 +67,14 @@ class Reversal(Defence):
 @register("reversal", differentiable=True, random=True)
 def build(models_dir, train_set, victim, tasks: dict, eps: float = 16 / 255, step: float = 2 / 255,
           steps: int = 40):
-    """Self-supervised reversal (Mao et al. 2021; multi-task: Lee, Lai and Hsu), Linf ball ``eps``
+    """Self-supervised reversal (Mao et al. 2021; multi-task: Lawhon and Ducrest), Linf ball ``eps``
     (16/255) around the input: sign-PGD with ``step`` (2/255) for ``steps`` (40) on the sum over
     ``tasks`` ({head name under ssl.tasks: weight}) of each head's loss (``<models>/ssl/<name>.pt``)."""
     if victim is None:
         raise ValueError("the reversal defence needs the victim (its heads read the victim's features)")
     if not tasks or any(w <= 0 for w in tasks.values()):
         raise ValueError(f"reversal tasks must name at least one head with a positive weight, got {tasks}")
-    hook = penultimate(victim)
-    features = lambda x: hook(inference.as_input(x, x.device))  # noqa: E731
+    features = victim_features(victim)
     dim = [m for m in victim.modules() if isinstance(m, torch.nn.Linear)][-1].in_features
     heads = {name: ssl.load_head(models_dir / "ssl" / f"{name}.pt", dim) for name in tasks}
     return Reversal(features, heads, dict(tasks), eps, step, steps)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import inference
+
 
 def penultimate(model: nn.Module):
     """``x -> features``: the input of the model's last ``nn.Linear`` ("the classifier without its
@@ -28,3 +30,10 @@ def penultimate(model: nn.Module):
         return store.pop("features")
 
     return features
+
+
+def victim_features(victim: nn.Module):
+    """``x -> features``: :func:`penultimate` of the victim under the one layout policy of
+    :mod:`advrecover.inference` (what the self-supervised heads read, in training and at test time)."""
+    hook = penultimate(victim)
+    return lambda x: hook(inference.as_input(x, x.device))

@@ -1,6 +1,6 @@
 """Self-supervised tasks on the frozen victim's features (stage ``train_ssl``), the objectives of
 the test-time reversal defence (``advrecover.defences.reversal``; Mao et al. 2021, and the
-multi-task form of Lee, Lai and Hsu's seed paper).
+multi-task form of Lawhon and Ducrest's paper).
 
 ``params.yaml`` names tasks under ``ssl.tasks`` (a ``method`` and its parameters); :func:`build`
 turns one into a :class:`Task`: a small trainable head with ``loss(features, x)``, its
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_path, load_checkpoint
+from ..models.victim import load_weights
 from ..registry import Registry, load_modules
 
 REGISTRY = Registry("self-supervised task", context=("dim", "image_size"))
@@ -58,11 +59,8 @@ def load_head(path: str | Path, dim: int) -> Task:
     if state["dim"] != dim:
         raise ValueError(f"self-supervised head: {path} was trained on {state['dim']}-d features, the victim "
                          f"gives {dim}-d ones; re-run train_ssl for this victim")
-    head = build(state["spec"], state["dim"], state["image_size"])
-    try:
-        head.load_state_dict(state["head"])
-    except RuntimeError as exc:
-        raise ValueError(f"self-supervised head: {path} does not match its own architecture ({exc})") from exc
+    head = load_weights(build(state["spec"], state["dim"], state["image_size"]), state["head"], path,
+                        "self-supervised head")
     return head.eval().requires_grad_(False)
 
 

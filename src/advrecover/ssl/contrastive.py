@@ -13,8 +13,8 @@ from . import Task, register
 def info_nce(z: torch.Tensor, views: int, temperature: float) -> torch.Tensor:
     """InfoNCE of ``views`` x B embeddings laid out view-major (rows ``v * B + i`` are views of
     image i): for every anchor and every other view of its image, -log of the softmax over all
-    other rows of the cosine similarity / ``temperature``; the mean over those pairs (Lee, Lai and
-    Hsu, eq. of L_s; Khosla et al. 2020 with the image as its own class)."""
+    other rows of the cosine similarity / ``temperature``; the mean over those pairs (Lawhon and
+    Ducrest's L_s, Sec. 3.2.1; Khosla et al. 2020 with the image as its own class)."""
     z = F.normalize(z, dim=1)
     n = len(z)
     image = torch.arange(n, device=z.device) % (n // views)
@@ -26,6 +26,8 @@ def info_nce(z: torch.Tensor, views: int, temperature: float) -> torch.Tensor:
 
 
 class Contrastive(Task):
+    """InfoNCE over ``views`` kornia views per image (Mao et al. 2021); arguments in :func:`build`."""
+
     def __init__(self, dim: int, image_size: int, projection: int, temperature: float, views: int,
                  crop_scale: float):
         super().__init__()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -15,6 +14,8 @@ def centre(size: int) -> slice:
 
 
 class Inpainting(Task):
+    """Fill the masked central square (Pathak et al. 2016), L2; arguments in :func:`build`."""
+
     def __init__(self, dim: int, image_size: int, width: int):
         super().__init__()
         self.size, self.width = image_size, width
@@ -33,7 +34,7 @@ class Inpainting(Task):
 
 @register("inpainting")
 def build(dim, image_size, width: int = 32):
-    """Inpainting head (Pathak et al. 2016; Lee, Lai and Hsu's L_i): the victim's features of the
+    """Inpainting head (Pathak et al. 2016; Lawhon and Ducrest's L_i): the victim's features of the
     image with its central square (half the side) set to grey, decoded by a linear layer and two
     transposed convolutions (``width`` channels, 32) into that square; mean squared error against
     the true centre. The image side must be a multiple of 8."""

@@ -10,6 +10,8 @@ from . import Task, register
 
 
 class Rotation(Task):
+    """Four-way rotation prediction (Gidaris et al. 2018); arguments in :func:`build`."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.classify = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 4))
@@ -22,7 +24,7 @@ class Rotation(Task):
 
 @register("rotation")
 def build(dim, image_size, hidden: int = 128):
-    """Rotation head (Gidaris et al. 2018; Lee, Lai and Hsu's L_r): an MLP (``hidden`` units, 128) on
+    """Rotation head (Gidaris et al. 2018; Lawhon and Ducrest's L_r): an MLP (``hidden`` units, 128) on
     the victim's features of the image rotated by 0, 90, 180 and 270 degrees; cross-entropy against
     the rotation applied, averaged over the four (the targets come from the rotation, not a label)."""
     return Rotation(dim, hidden)

@@ -22,8 +22,7 @@ import torch
 
 from .. import attacks, inference, purifiers, training
 from ..attacks.features import network as feature_network
-from ..data.pools import read_pool
-from ..data.tensors import to_tensor
+from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
 
@@ -125,10 +124,7 @@ def run(*, name: str, spec: dict, cfg: PurifierTraining, attack_spec: dict, pool
         history_path: str | Path, metrics_path: str | Path, progress: bool = True) -> dict:
     """Train purifier ``name`` on the pool's images and their perturbations; write its generator and metrics."""
     purifiers.check({name: spec})
-    pool = read_pool(pool_path)
-    if not len(pool.images):
-        raise ValueError(f"{pool_path}: the cae pool is empty (sample.pools.cae.n)")
-    images = to_tensor(pool.images)
+    pool, images = pool_tensor(pool_path, "sample.pools.cae")
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
     attack = attacks.build(attack_spec, victim)
     features = feature_network(cfg.features, cfg.features_weights, victim)

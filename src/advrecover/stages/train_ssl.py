@@ -1,7 +1,7 @@
 """Stage ``train_ssl``: one self-supervised head of ``ssl.tasks`` (contrastive, rotation, inpainting:
 :mod:`advrecover.ssl`) on the frozen victim's features, trained without labels on the clean images
 of the pool ``ssl.pool`` (default the ``aae`` pool). Adam (``ssl.train``: lr, batch size, epochs;
-Lee, Lai and Hsu: 1e-3, 100, 200) through :func:`advrecover.training.fit`. Only images are read:
+Lawhon and Ducrest: 1e-3, 100, 200) through :func:`advrecover.training.fit`. Only images are read:
 the pool's labels, where it has any, never reach the head. The test-time reversal defence
 (``advrecover.defences.reversal``) minimises these heads' losses at test time.
 """
@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 
 from .. import inference, ssl, training
-from ..models.features import penultimate
-from ..data.pools import read_pool
-from ..data.tensors import to_tensor
+from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
+from ..models.features import victim_features
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +60,8 @@ def run(*, name: str, spec: dict, cfg: SSLTraining, pool_path: str | Path, victi
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train head ``name`` on the pool's images; write it and its loss before and after training."""
     ssl.check({name: spec})
-    pool = read_pool(pool_path)
-    if not len(pool.images):
-        raise ValueError(f"{pool_path}: the pool of ssl.pool is empty")
-    images = to_tensor(pool.images)
-    victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
-    hook = penultimate(victim)
-    features = lambda x: hook(inference.as_input(x, x.device))  # noqa: E731
+    pool, images = pool_tensor(pool_path, "ssl.pool")
+    features = victim_features(inference.prepare(victims.load(victim_path, victim_cfg), device))
     dim, size = features(images[:1].to(device)).shape[1], images.shape[-1]
     torch.manual_seed(seed)
     head = ssl.build(spec, dim, size).to(device)
