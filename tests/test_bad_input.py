@@ -45,10 +45,15 @@ def argv(stage: str, ws: Path) -> list[str]:
                       "--sets", f"{ws}/data/adversarial/test", "--cae", f"{ws}/models/cae/default.pt",
                       "--model", f"{ws}/models/aae.pt", "--history", f"{ws}/metrics/aae.csv",
                       "--metrics", f"{ws}/metrics/aae.json"],
-        "evaluate": ["evaluate", *p, "--defence", "none", "--pool", f"{ws}/data/pools/test.h5",
-                     "--adversarial", f"{ws}/data/adversarial/test", "--victim", f"{ws}/models/victim.pt",
-                     "--models", f"{ws}/models", "--out", f"{ws}/results/defences/none"],
+        "evaluate": evaluate_argv("none", ws, p),
+        "evaluate_reversal": evaluate_argv("reversal", ws, p),
     }[stage]
+
+
+def evaluate_argv(defence: str, ws: Path, p: list[str]) -> list[str]:
+    return ["evaluate", *p, "--defence", defence, "--pool", f"{ws}/data/pools/test.h5", "--adversarial",
+            f"{ws}/data/adversarial/test", "--victim", f"{ws}/models/victim.pt", "--models", f"{ws}/models",
+            "--out", f"{ws}/results/defences/{defence}"]
 
 
 OUTPUTS = {  # what each stage writes, relative to the workspace: all must survive a failed run
@@ -59,6 +64,7 @@ OUTPUTS = {  # what each stage writes, relative to the workspace: all must survi
     "train_cae": ["models/cae/default.pt", "metrics/cae.csv", "metrics/cae.json"],
     "train_aae": ["models/aae.pt", "metrics/aae.csv", "metrics/aae.json"],
     "evaluate": ["results/defences/none/seen.csv", "results/defences/none/unseen.csv"],
+    "evaluate_reversal": ["results/defences/reversal/seen.csv", "results/defences/reversal/unseen.csv"],
 }
 
 
@@ -283,6 +289,11 @@ CASES = [
     Case("checkpoint: truncated", "attack", truncate("models/victim.pt"), "is not a readable torch checkpoint"),
     Case("checkpoint: victim carrying code", "attack", write_file("models/victim.pt", evil_checkpoint),
          "victim model: refusing", [MARKER]),
+    Case("checkpoint: a self-supervised head carrying code", "evaluate_reversal",
+         both(set_param("evaluate.defences.reversal", {"method": "reversal", "tasks": {"contrastive": 1.0}}),
+              lambda ws, p, mp: (ws / "models/ssl").mkdir(parents=True, exist_ok=True),
+              write_file("models/ssl/contrastive.pt", evil_checkpoint)),
+         "self-supervised head: refusing", [MARKER]),
     Case("checkpoint: victim.checkpoint carrying code", "victim",
          both(VICTIM_CKPT, write_file("evil.pt", evil_checkpoint), set_param("victim.checkpoint", lambda ws: str(ws / "evil.pt"))),
          "victim.checkpoint: refusing", [MARKER]),

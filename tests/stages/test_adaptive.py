@@ -1,10 +1,12 @@
-"""Stage adaptive: the per-defence budget, the cost column, and what may differ between two runs."""
+"""Stage adaptive: the per-defence budget and its nested subset, the cost column, and what may differ
+between two runs."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from advrecover.stages.adaptive import budget
+from advrecover.stages.adaptive import budget, subset
 from advrecover.stages.tables import adaptive_markdown
 
 from helpers import same_output
@@ -38,3 +40,11 @@ def test_the_adaptive_table_has_a_cost_column_that_only_timing_may_change(tmp_pa
         other = frames[1].assign(worst_case=0.6)
         write(other, adaptive_markdown(other), paths[1])
         assert not same_output(*paths)  # a figure differs
+
+
+def test_a_smaller_budget_attacks_a_subset_of_a_larger_ones_images():
+    rows = np.arange(3, 253)
+    small, large = subset(rows, 32, 0), subset(rows, 80, 0)
+    assert len(small) == 32 and len(large) == 80 and set(small) <= set(large)
+    assert list(large) == sorted(large) and not set(large) <= set(subset(rows, 80, 1))
+    assert subset(rows, 0, 0) is rows and subset(rows, 999, 0) is rows

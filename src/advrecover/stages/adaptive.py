@@ -96,15 +96,23 @@ def budget(section: dict, defence: str) -> dict:
     return merged
 
 
+def subset(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The first ``n`` of ``rows`` (all when ``n`` is 0) in one seeded order, sorted: the images of a
+    smaller budget (``adaptive.per_defence``) are among those of a larger one."""
+    if not n or n >= len(rows):
+        return rows
+    return np.sort(np.random.default_rng([seed, 7]).permutation(rows)[:n])
+
+
 def load_data(*, pool_path, adversarial_dir, columns: list[str], victim_checksum: str, n: int,
               calibration_share: float, seed: int) -> Data:
-    """The seeded subset of ``n`` images outside the calibration split, and their transfer images."""
+    """The seeded subset of ``n`` images outside the calibration split (the first ``n`` of one seeded
+    order, so the subsets of two budgets are nested), and their transfer images."""
     pool = read_pool(pool_path)
     if not pool.labelled:
         raise ValueError(f"{pool_path}: the evaluated pool needs labels (accuracy is measured against them)")
     calibration, rest = detection.split(len(pool.labels), calibration_share, seed)
-    if n and n < len(rest):
-        rest = np.sort(np.random.default_rng([seed, 7]).choice(rest, n, replace=False))
+    rest = subset(rest, n, seed)
     transfer = {}
     for column in columns:
         s = read_adversarial(Path(adversarial_dir) / f"{column}.h5", victim_checksum, pool.attrs["checksum"])
