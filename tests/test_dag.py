@@ -157,8 +157,9 @@ def test_unsupported_or_inconsistent_stages_are_clear_errors(stage, message):
         dag.stage_spec("s", stage, {"d": {"x": 1}})
 
 
-# modules that move files and parameters around without changing any result
-PLUMBING = {"__init__.py", "__main__.py", "cli.py", "params.py", "io.py", "dag.py",
+# modules that move files and parameters around without changing any result; scale.py only
+# describes what a job costs (each stage's ``workload``, read by benchmarks/scale.py)
+PLUMBING = {"__init__.py", "__main__.py", "cli.py", "params.py", "io.py", "dag.py", "scale.py",
             "stages/__init__.py", "data/__init__.py", "models/__init__.py"}
 
 

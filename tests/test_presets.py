@@ -1,14 +1,19 @@
-"""The paper preset (configs/paper.yaml): valid, and Snakemake plans the full paper DAG with it
-against tiny stand-in dataset directories in the on-disk formats it names."""
+"""The paper preset (configs/paper.yaml): valid, Snakemake plans the full paper DAG with it, and the
+whole DAG runs end to end at the paper's architecture with every size shrunk, on tiny stand-in
+datasets in the on-disk formats it names."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import pytest
+import torch
 import yaml
 
+from advrecover import dag
 from advrecover import params as params_mod
+from advrecover.models import autoencoder as ae
 from data.test_sources import write_cifar
 from helpers import REPO, copy_repo, save_image, sh, snakemake_jobs
 
@@ -35,19 +40,34 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
     assert p["robust_victim"]["attack"]["method"] == "pgd"
     reversal = p["evaluate"]["defences"]["reversal_multitask"]
     assert (reversal["eps"], reversal["step"], reversal["steps"]) == (0.0627451, 0.0078431, 40)
-    assert set(reversal["tasks"]) == {"contrastive", "inpainting", "rotation"} and p["adaptive"]["per_defence"] == {}
+    assert set(reversal["tasks"]) == {"contrastive", "inpainting", "rotation"}
+    assert set(p["adaptive"]["per_defence"]) == {"reversal_contrastive", "reversal_multitask"}  # batch only
+    assert all(set(b) == {"batch_size"} for b in p["adaptive"]["per_defence"].values())
+    assert (p["sample"]["image_size"], cae["layout"], cae["precision"], aae["precision"]) == (32, "pixels", "bfloat16",
+                                                                                               "bfloat16")
+    assert (p["victim"]["mode"], p["victim"]["widths"], p["victim"]["blocks"]) == ("train", [64, 128, 256, 512],
+                                                                                  [2, 2, 2, 2])
     assert (p["ssl"]["train"], p["ssl"]["tasks"]["contrastive"]["temperature"]) == \
         ({"lr": 0.001, "batch_size": 100, "epochs": 200}, 0.2)
+
+
+def stand_in_datasets(ws, images: int = 3, wnids: int = 3):
+    """data/raw as the paper preset reads it: COCO train2017 JPEGs, the CIFAR-10 python batches,
+    ImageNet-R wnid folders (``images`` per class), and a local VGG16 state dict (fresh weights)."""
+    for i in range(images * wnids):
+        save_image(ws / f"data/raw/coco/train2017/{i:012d}.jpg", size=(48, 40), seed=i)
+        save_image(ws / f"data/raw/imagenet-r/n0144353{i % wnids}/art_{i}.jpg", size=(40, 48), seed=100 + i)
+    write_cifar(ws / "data/raw/cifar10")
+    (ws / "models/pretrained").mkdir(parents=True, exist_ok=True)
+    import torchvision
+
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), ws / "models/pretrained/vgg16.pth")
 
 
 @pytest.mark.slow
 def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     ws = copy_repo(tmp_path / "ws", paper())
-    for i in range(3):
-        save_image(ws / f"data/raw/coco/train2017/{i:012d}.jpg", seed=i)
-        save_image(ws / f"data/raw/imagenet-r/n0144353{i}/art_{i}.jpg", seed=i)
-    write_cifar(ws / "data/raw/cifar10")
-    (ws / "data/raw/imagenet_classes.txt").write_text("".join(f"n0144353{i}\n" for i in range(1000)))
+    stand_in_datasets(ws, images=1)
     out = sh(["snakemake", "-n", "-p"], ws)
     jobs = snakemake_jobs(out.stdout + out.stderr, ws)
     counts = Counter(address.split("@")[0] for address in jobs)
@@ -57,6 +77,56 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
                       "victim_robust": 1, "train_ssl": 3, "tables": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+STEPS = {"steps": 1}
+# Every size of the paper preset shrunk: pools, epochs, batches, shards, attack and repair steps,
+# adaptive budgets. Kept: image size, layout, widths, depths, kernels, blocks, views, heads.
+REDUCED = {
+    "device": "cpu",
+    "sample": {"pools": {"cae": {"n": 3}, "aae": {"n": 3}, "test": {"n": 4}, "victim": {"n": 5}}},
+    "victim": {"epochs": 1, "batch_size": 4, "eval_batch_size": 8},
+    "robust_victim": {"attack": STEPS, "epochs": 1},
+    "attack": {"shards": [0], "batch_size": 4, "instances": {
+        "pgd": STEPS, "ssah": STEPS, "deepfool": STEPS, "bim": STEPS, "cw": STEPS, "jsma": {"gamma": 0.0007},
+        "pgd_8": STEPS, "ssp": STEPS}},
+    "recovery": {part: {"faithful": {"epochs": 1, "batch_size": 4}} for part in ("cae", "aae")},
+    "purifiers": {name: {"train": {"epochs": 1, "batch_size": 4}} for name in ("nrp", "pix2pix")},
+    "ssl": {"train": {"epochs": 1, "batch_size": 4}},
+    "evaluate": {"batch_size": 8, "defences": {"reversal_contrastive": STEPS, "reversal_multitask": STEPS}},
+    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "detection_aware": STEPS, "checks": STEPS,
+                 "attacks": {name: STEPS for name in ("apgd_ce", "apgd_dlr", "pgd")},
+                 "per_defence": {"reversal_contrastive": {"batch_size": 2}, "reversal_multitask": {"batch_size": 2}}},
+}
+
+
+@pytest.mark.slow
+def test_the_paper_preset_runs_end_to_end_at_its_architecture(tmp_path):
+    """Every stage of the paper DAG runs and writes its outputs: 32-pixel images through the
+    512-wide CAE/AAE in the pixels layout under bfloat16 autocast, ResNet-18, NRP's 23 blocks, the
+    U-Net and the three heads, read from the datasets' own formats."""
+    params = merged(paper(), REDUCED)
+    ws = copy_repo(tmp_path / "ws", params)
+    stand_in_datasets(ws)
+    sh(["snakemake", "--cores", "2"], ws, timeout=1200)
+    targets = [t for stage in dag.load_stages(ws / "dvc.yaml", params) for t in stage.targets]
+    assert len(targets) > 150 and [t for t in targets if not (ws / t).exists()] == []
+    cae, aae = ae.load(ws / "models/cae/faithful.pt"), ae.load(ws / "models/aae/faithful/mixed.pt")
+    assert (cae.layout.size, cae.architecture["layout"], cae.architecture["widths"], cae.architecture["kernel"]) == \
+        (32, "pixels", [512, 256, 128, 64], 7) and aae.architecture["widths"] == [512, 400, 300, 200, 100, 64]
+    victim = torch.load(ws / "models/victim.pt", weights_only=True)
+    assert victim["fc.weight"].shape == (3, 512) and victim["layers.7.conv2.weight"].shape[0] == 512
+    nrp = torch.load(ws / "models/purifiers/nrp.pt", weights_only=True)
+    assert nrp["spec"]["blocks"] == 23
+    adaptive = (ws / "results/adaptive.md").read_text()
+    assert all(name in adaptive for name in paper()["evaluate"]["defences"])
 
 
 def test_tiny_preset_is_valid_and_shares_the_default_keys():

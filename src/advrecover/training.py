@@ -41,7 +41,8 @@ class Optimisation:
     """The training options of a ``recovery.cae.<variant>`` / ``recovery.aae.<variant>`` section:
     ``optimizer`` sgd (with ``momentum``; Li, Angelov and Suri, Sec. IV-C) or adam, ``lr``,
     ``weight_decay``, ``batch_size``, ``epochs``, and lr x ``lr_gamma`` at ``lr_milestones``
-    (given for ``lr_reference_epochs`` epochs, moved to the same fractions of ``epochs``)."""
+    (given for ``lr_reference_epochs`` epochs, moved to the same fractions of ``epochs``);
+    ``precision`` float32 or bfloat16 (mixed precision: see :meth:`autocast`)."""
 
     optimizer: str
     lr: float
@@ -52,6 +53,18 @@ class Optimisation:
     lr_milestones: tuple[int, ...]
     lr_reference_epochs: int
     lr_gamma: float
+    precision: str = "float32"
+
+    def autocast(self, device) -> torch.autocast:
+        """The step's forward under ``torch.autocast`` in bfloat16 when ``precision`` says so: convolutions
+        run in bf16, weights, optimiser state and the loss terms (autoencoder.sse, kl_divergence) stay in
+        float32. bf16 keeps float32's exponent range, so no loss scaling is needed."""
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    @property
+    def slots(self) -> int:
+        """Optimiser tensors kept per weight: Adam's two moments, SGD's momentum buffer (if any)."""
+        return 2 if self.optimizer == "adam" else int(self.momentum > 0)
 
     def build(self, parameters) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
         """The optimiser over ``parameters`` and its step schedule (stepped once per epoch)."""

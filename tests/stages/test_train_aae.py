@@ -16,7 +16,7 @@ from stages.test_train_cae import CFG as CAE_CFG, unlabelled_pool
 
 AAE_CFG = {"widths": [8, 4], "kernel": 3, "stride": 1, "lambda2": 0.001, "warmup": 0.34, "anchor": 1.0,
            "init_from_cae": False, "optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
-           "batch_size": 8, "epochs": 3, "lr_milestones": [500, 1000], "lr_reference_epochs": 1500, "lr_gamma": 0.1}
+           "batch_size": 8, "epochs": 3, "lr_milestones": [500, 1000], "lr_reference_epochs": 1500, "lr_gamma": 0.1, "precision": "float32"}
 
 
 @pytest.fixture(scope="module")

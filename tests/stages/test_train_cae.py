@@ -14,7 +14,7 @@ from advrecover.training import NonFiniteLoss
 
 CFG = {"layout": "patches", "patch": 2, "widths": [8, 4], "kernel": 3, "stride": 1, "lambda1": 0.001,
        "optimizer": "adam", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 8, "epochs": 3,
-       "lr_milestones": [500], "lr_reference_epochs": 700, "lr_gamma": 0.1}
+       "lr_milestones": [500], "lr_reference_epochs": 700, "lr_gamma": 0.1, "precision": "float32"}
 
 
 def unlabelled_pool(path, n=24, size=8, seed=0):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ..registry import Registry, load_modules
 
-REGISTRY = Registry("adaptive attack", context=("model", "norm", "eps", "eot_iter"))
+# ``passes(**entry)``: gradient evaluations per image and EOT sample (what benchmarks/scale.py charges)
+REGISTRY = Registry("adaptive attack", context=("model", "norm", "eps", "eot_iter"), required_traits=("passes",))
 register = REGISTRY.register
 
 

@@ -10,7 +10,7 @@ from torchattacks.attack import Attack
 from . import register
 
 
-@register("apgd")
+@register("apgd", passes=lambda steps=50, n_restarts=1, **entry: steps * n_restarts)
 def apgd(model, norm, eps, eot_iter, loss: str = "ce", steps: int = 50, n_restarts: int = 1, seed: int = 0):
     """APGD (Croce and Hein 2020), Linf or L2: step-size-free PGD with momentum. Arguments:
     ``loss`` ce | dlr (ce), ``steps`` (50), ``n_restarts`` (1), ``seed`` (0); ``eot_iter`` gradient
@@ -21,7 +21,7 @@ def apgd(model, norm, eps, eot_iter, loss: str = "ce", steps: int = 50, n_restar
                              eot_iter=eot_iter)
 
 
-@register("pgd")
+@register("pgd", passes=lambda steps=100, **entry: steps)
 def pgd(model, norm, eps, eot_iter, steps: int = 100, step_ratio: float = 0.25, random_start: bool = True):
     """PGD (Madry et al. 2018), Linf (torchattacks' EOTPGD: ``eot_iter`` samples per step) or L2
     (torchattacks' PGDL2, deterministic defences only). Arguments: ``steps`` (100), step size

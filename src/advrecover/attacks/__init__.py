@@ -4,7 +4,7 @@ Methods are torchattacks ``Attack`` objects: torchattacks' own where it has them
 not rewritten) and our subclasses where it does not (SSAH, SSP) or where it runs one image at
 a time (batched DeepFool and JSMA). ``params.yaml`` names *instances* (a method plus its
 parameters); :func:`build` turns one into an attack on a model. To add a method, add a module
-here with a builder decorated by ``register`` (``advrecover.registry``), and an instance in
+here with a builder decorated by ``register`` (``advrecover.registry``) declaring its ``passes``, and an instance in
 ``params.yaml``.
 """
 
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from ..registry import Registry, load_modules
 
-REGISTRY = Registry("attack method", context=("model",))
+# ``passes(features, classes, **entry)``: gradient evaluations of the attacked network per image at most
+# (the cost benchmarks/scale.py charges an attack job; ``features`` = 3*H*W, ``classes`` = the victim's).
+REGISTRY = Registry("attack method", context=("model",), required_traits=("passes",))
 register = REGISTRY.register
 
 

@@ -10,13 +10,15 @@ from ..models.resnet import Normalize
 from ..models.victim import IMAGENET_MEAN, IMAGENET_STD, load_state, load_weights
 
 
-def vgg16_relu3_3(weights: str) -> nn.Module:
+def vgg16_relu3_3(weights: str | None) -> nn.Module:
     """torchvision's VGG16 up to relu3_3 (``features[:16]``, the NRP code's choice) on ImageNet-normalised
-    inputs, frozen, from a local state-dict file (never downloaded)."""
+    inputs, frozen, from a local state-dict file (never downloaded); fresh weights for ``None`` (what
+    benchmarks/scale.py costs: :func:`network` refuses a missing file)."""
     import torchvision
 
     vgg = torchvision.models.vgg16(weights=None)
-    load_weights(vgg, load_state(weights, "vgg16 weights"), weights, "vgg16 weights")
+    if weights is not None:
+        load_weights(vgg, load_state(weights, "vgg16 weights"), weights, "vgg16 weights")
     return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), vgg.features[:16]).eval().requires_grad_(False)
 
 

@@ -90,7 +90,7 @@ class TorchattacksJSMA(torchattacks.JSMA):
         return super().forward(images.contiguous(), labels)
 
 
-@register("jsma")
+@register("jsma", passes=lambda features, classes, gamma, **entry: math.ceil(features * gamma / 2) * classes)
 def jsma(model, gamma: float, theta: float = 1.0, impl: str = "batched", candidates: int = 64, target: str = "next"):
     """JSMA, L0 (Papernot et al. 2016, the saliency map of eq. (8)-(9) over feature pairs). Arguments:
     ``gamma`` (share of features changed at most), ``theta`` (1.0: the change per feature), ``impl``:

@@ -97,12 +97,14 @@ class ConvVAE(nn.Module):
 
 def sse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """||a - b||_2^2 of Li et al.'s eq. (1) and (6), as the mean over elements (PyTorch's MSELoss): with
-    per-image sums the paper's SGD learning rate (0.03) diverges in the first epoch."""
-    return (a - b).pow(2).mean()
+    per-image sums the paper's SGD learning rate (0.03) diverges in the first epoch. In float32 under autocast."""
+    return (a.float() - b.float()).pow(2).mean()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) of Li et al.'s eq. (1) and (5), per latent element, averaged."""
+    """KL(N(mu, exp(logvar)) || N(0, I)) of Li et al.'s eq. (1) and (5), per latent element, averaged
+    (in float32 under autocast)."""
+    mu, logvar = mu.float(), logvar.float()
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
 
 

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import adaptive, defences, detection, inference
+from .. import adaptive, defences, detection, inference, scale
+from .. import params as params_mod
 from ..adaptive import checks
 from ..adaptive.methods import DetectionAwarePGD
 from ..adaptive.routes import Defended, routes_for
@@ -321,3 +322,37 @@ def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: flo
     write_json(metrics_path, {"rows": rows})
     return rows
 
+
+
+def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int]:
+    """Per image and model, the gradients through one route's attacks (every threat) and those of the
+    detection-aware PGD and the sanity checks, which run on the strongest route (charged to the first)."""
+    per_route = 0
+    for threat in cfg.threats.values():
+        for spec in cfg.attacks.values():
+            if not (eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2"):
+                per_route += adaptive.REGISTRY.trait(spec["method"], "passes")(
+                    **{k: v for k, v in spec.items() if k != "method"}) * eot
+    c = cfg.checks
+    runs = {("unbounded", c.steps), (1.0, c.steps), (1.0, 2 * c.steps), *((m, c.steps) for m in c.eps_sweep)}
+    checks_cost = sum(steps for _, steps in runs) * eot + (c.steps * 2 * eot if eot > 1 else 0)
+    return per_route, checks_cost + cfg.detection_aware.steps * len(cfg.threats)
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """Every route's gradients (:func:`gradient_passes`) and the defended answers, per attacked model."""
+    spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
+    cfg = params_mod.section(AdaptiveConfig, budget(p["adaptive"], job.args.defence))
+    n = cfg.n or round(p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (1 - p["evaluate"]["detection"]["calibration_share"]))
+    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    sets = model_sets(spec, cfg.train_sets)
+    defence = defences.build(spec, job.path(job.args.models), sets[0], victim)
+    classifier, needs = defences.classifier(defence, victim), defences.adaptive_needs(spec)
+    per_route, strongest = gradient_passes(cfg, cfg.eot if needs["random"] else 1)
+    routes = routes_for(needs["differentiable"], needs["surrogate"])
+    images, shape = n * len(sets), (3, size, size)
+    loads = [scale.Load(f"route {r}", Defended(classifier, defence, r), (defence, classifier), "grad", cfg.batch_size,
+                        images * (per_route + (strongest if i == 0 else 0)), shape) for i, r in enumerate(routes)]
+    answers = 1 + len(cfg.threats) * (len(p["attack"]["run"]) + len(routes) * len(cfg.attacks) + 2)
+    return loads + [scale.Load("defended answers", Defended(classifier, defence, routes[0]), (defence, classifier),
+                               "forward", cfg.batch_size, images * answers, shape)]

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import attacks, inference
+from .. import attacks, inference, scale
+from .. import params as params_mod
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file
@@ -197,3 +198,15 @@ def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_
     log.info("%s/%s shard %d: %d images in %.1f s (%.1f img/s), success %.3f", pool_name, name, shard, rows,
              wall, rows / max(wall, 1e-9), success)
     return {"n": rows, "wall_time_s": wall, "success_rate": success}
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """The attack's gradients on this shard's images (its declared passes per image), plus the clean
+    pass that finds the images the victim already gets wrong."""
+    a, size = p["attack"], p["sample"]["image_size"]
+    spec = a["instances"][job.args.attack]
+    n = p["sample"]["pools"][job.args.pool]["n"]
+    rows = sum(e - s for _, s, e in shard_batches(n, a["batch_size"], job.args.shard, len(a["shards"])))
+    model = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    return [scale.attack_load(job.args.attack, spec, model, rows, a["batch_size"], size),
+            scale.Load("clean logits", model, (model,), "forward", a["batch_size"], rows, (3, size, size))]

@@ -84,3 +84,8 @@ def run(*, shard_paths: list[str | Path], out_path: str | Path, metrics_path: st
     write_json(metrics_path, metrics)
     log.info("merged %d shard(s) into %s: %s", len(shards), out_path, metrics)
     return metrics
+
+
+def workload(p: dict, job) -> list:
+    """No network runs here (file work only): nothing for benchmarks/scale.py to cost."""
+    return []

@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 
 from .. import defences as defence_registry
-from .. import detection, inference
+from .. import detection, inference, scale
+from .. import params as params_mod
 from .. import metrics as M
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
@@ -200,3 +201,16 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
     return frames
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """The defended answer (repair, then classifier) on the clean and every attacked column of the
+    pool, charged for every model of a per-attack defence (an upper bound: cells are shared)."""
+    spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
+    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    sets = [*p["recovery"]["train_on"], "mixed"] if defence_registry.trained_on_attack(spec) else [None]
+    defence = defence_registry.build(spec, job.path(job.args.models), sets[0], victim)
+    classifier = defence_registry.classifier(defence, victim)
+    images = p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (len(p["attack"]["run"]) + 1) * len(sets)
+    return [scale.Load("defended answers", lambda x: classifier(defence.recover(x)), (defence, classifier), "forward",
+                       p["evaluate"]["batch_size"], images, (3, size, size))]

@@ -120,3 +120,8 @@ def run(*, pools: dict, image_size: int, seed: int, max_bad_fraction: float,
         log.info("pool %s: %d images from %s (%d unreadable skipped)", name, len(images), key, len(bad))
     write_json(metrics_path, metrics)
     return metrics
+
+
+def workload(p: dict, job) -> list:
+    """No network runs here (file work only): nothing for benchmarks/scale.py to cost."""
+    return []

@@ -160,3 +160,8 @@ def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, a
             "worst_case": round(float(r["worst_case"]), 6), "flags": r["flags"] if isinstance(r["flags"], str) else ""}
     write_json(metrics_path, summary)
     return summary
+
+
+def workload(p: dict, job) -> list:
+    """No network runs here (file work only): nothing for benchmarks/scale.py to cost."""
+    return []

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import training
+from .. import scale, training
+from .. import params as params_mod
 from ..data.adversarial import read_adversarial, read_attrs
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file, write_json
@@ -70,6 +71,12 @@ def aae_loss(x_a: torch.Tensor, t: dict, lambda2: float, anchor: float, warmup: 
     return {"loss": loss, **terms}
 
 
+def aae_step(cae: ae.ConvVAE, model: ae.ConvVAE, x: torch.Tensor, cfg: AAEConfig, warm: bool, device) -> dict:
+    """Eq. (2)-(6) on one batch (reconstruction only while ``warm``), the forward under the section's precision."""
+    with cfg.train.autocast(device):
+        return aae_loss(x, cycle(cae, model, x), cfg.lambda2, cfg.anchor, warm)
+
+
 def training_images(sets: dict[str, Path], train_set: str, seed: int, pool_checksum: str | None = None,
                     ) -> tuple[torch.Tensor, str]:
     """The adversarial images of ``train_set`` (an attack name, or ``mixed``: every pool image in the
@@ -107,8 +114,7 @@ def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: AAEConfig, seed: int, devi
     def epoch_step(epoch, gen):
         model.train()
         warm = epoch <= warmup_epochs
-        return training.run_epoch(lambda x: aae_loss(x, cycle(cae, model, x), cfg.lambda2, cfg.anchor, warm),
-                                  images, cfg.train.batch_size, gen, device, opt)
+        return training.run_epoch(lambda x: aae_step(cae, model, x, cfg, warm, device), images, cfg.train.batch_size, gen, device, opt)
 
     training.fit(model, opt, sched, cfg.train.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
                  "train_aae", progress=progress)
@@ -137,3 +143,19 @@ def run(*, cfg: AAEConfig, train_set: str, sets: dict[str, Path], pool_path: str
     log.info("AAE on %s: %d images, PSNR of D_CAE(E_AAE(x)) to x %.2f dB", train_set, len(images),
              metrics["psnr_recovery_to_input"])
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """``epochs`` passes of eq. (2)-(6) over the aae pool's adversarial images (E_AAE, the frozen
+    D_CAE and E_CAE, D_AAE), then the PSNR pass. Writes the fresh-weight AAE."""
+    cfg = params_mod.section(AAEConfig, p["recovery"]["aae"][job.args.variant])
+    size = p["sample"]["image_size"]
+    cae = ae.load(job.path(job.args.cae)).requires_grad_(False)
+    model = ae.build(cfg.architecture(cae), size)
+    ae.save(job.path(job.args.model), model)
+    n, shape = p["sample"]["pools"]["aae"]["n"], (3, size, size)
+    return [scale.Load("training", lambda x: aae_step(cae, model, x, cfg, False, "cpu")["loss"], (model, cae),
+                       "train", cfg.train.batch_size, n * cfg.train.epochs, shape, cfg.train.slots,
+                       cfg.train.precision),
+            scale.Load("recovery PSNR", lambda x: cae.decode(model.encode(x)[0]), (model, cae), "forward", 256, n,
+                       shape)]

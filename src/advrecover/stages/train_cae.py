@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .. import training
+from .. import scale, training
+from .. import params as params_mod
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
 from ..io import config_digest, write_json
@@ -50,6 +51,13 @@ def cae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
     return {"loss": recon + lambda1 * kl, "recon": recon, "kl": kl}
 
 
+def cae_step(model: ae.ConvVAE, x: torch.Tensor, cfg: CAEConfig, device) -> dict:
+    """Eq. (1) on one batch, the forward under the section's precision."""
+    with cfg.train.autocast(device):
+        mu, logvar = model.encode(x)
+        return cae_loss(x, model.decode(model.sample(mu, logvar)), mu, logvar, cfg.lambda1)
+
+
 def train(images: torch.Tensor, cfg: CAEConfig, seed: int, device, history_path, checkpoint_path, config_key: str = "",
           progress: bool = True) -> ae.ConvVAE:
     """Fit a CAE to ``images`` (N, 3, H, W in [0, 1]) through :func:`training.fit`."""
@@ -57,13 +65,9 @@ def train(images: torch.Tensor, cfg: CAEConfig, seed: int, device, history_path,
     model = ae.build(cfg.architecture, images.shape[-1]).to(device)
     opt, sched = cfg.train.build(model.parameters())
 
-    def step(x):
-        mu, logvar = model.encode(x)
-        return cae_loss(x, model.decode(model.sample(mu, logvar)), mu, logvar, cfg.lambda1)
-
     def epoch_step(epoch, gen):
         model.train()
-        return training.run_epoch(step, images, cfg.train.batch_size, gen, device, opt)
+        return training.run_epoch(lambda x: cae_step(model, x, cfg, device), images, cfg.train.batch_size, gen, device, opt)
 
     training.fit(model, opt, sched, cfg.train.epochs, epoch_step, checkpoint_path, history_path, config_key, seed,
                  "train_cae", progress=progress)
@@ -84,3 +88,15 @@ def run(*, cfg: CAEConfig, seed: int, device, pool_path: str | Path, model_path:
     write_json(metrics_path, metrics)
     log.info("CAE: %d images, reconstruction PSNR %.2f dB", len(images), metrics["psnr_train"])
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """``epochs`` passes of eq. (1) over the cae pool, then the PSNR pass. Writes the fresh-weight CAE."""
+    cfg = params_mod.section(CAEConfig, p["recovery"]["cae"][job.args.variant])
+    size = p["sample"]["image_size"]
+    model = ae.build(cfg.architecture, size)
+    ae.save(job.path(job.args.model), model)
+    n, shape = p["sample"]["pools"]["cae"]["n"], (3, size, size)
+    return [scale.Load("training", lambda x: cae_step(model, x, cfg, "cpu")["loss"], (model,), "train",
+                       cfg.train.batch_size, n * cfg.train.epochs, shape, cfg.train.slots, cfg.train.precision),
+            scale.Load("reconstruction PSNR", model, (model,), "forward", 256, n, shape)]

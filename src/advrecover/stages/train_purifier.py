@@ -20,8 +20,9 @@ from pathlib import Path
 import kornia.augmentation as K
 import torch
 
-from .. import attacks, inference, purifiers, training
-from ..attacks.features import network as feature_network
+from .. import attacks, inference, purifiers, scale, training
+from .. import params as params_mod
+from ..attacks.features import network as feature_network, vgg16_relu3_3
 from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
@@ -145,3 +146,30 @@ def run(*, name: str, spec: dict, cfg: PurifierTraining, attack_spec: dict, pool
     write_json(metrics_path, metrics)
     log.info("purifier %s: %s", name, metrics)
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """The perturbations (once, or every epoch with ``fresh_ssp``) and ``epochs`` passes of one critic
+    and one generator update per batch (generator, critic, perceptual features). Writes the
+    fresh-weight generator."""
+    spec = p["purifiers"][job.args.purifier]
+    cfg = params_mod.section(PurifierTraining, spec["train"])
+    size, n = p["sample"]["image_size"], p["sample"]["pools"]["cae"]["n"]
+    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    if cfg.features == "vgg16":
+        net = features = vgg16_relu3_3(None)
+    else:
+        net, features = victim, feature_network("victim", None, victim)
+    purifier = purifiers.build(spec)
+    purifiers.save_generator(job.path(job.args.model), spec, purifier)
+
+    def step(adv):
+        clean, fake = adv.flip(0), purifier.generator(adv)
+        critic = purifier.critic_terms(adv, clean, fake.detach())["loss"]
+        return critic + purifier.generator_terms(adv, clean, fake, features)["loss"]
+
+    perturbed = n * (cfg.epochs if cfg.fresh_ssp else 1) + n
+    return [scale.attack_load(cfg.attack, p["attack"]["instances"][cfg.attack], victim, perturbed,
+                              cfg.batch_size * 8, size),
+            scale.Load("training", step, (purifier, net), "train", cfg.batch_size, n * cfg.epochs,
+                       (3, size, size), slots=2)]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .. import inference, ssl, training
+from .. import inference, scale, ssl, training
+from .. import params as params_mod
 from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
@@ -75,3 +76,20 @@ def run(*, name: str, spec: dict, cfg: SSLTraining, pool_path: str | Path, victi
     write_json(metrics_path, metrics)
     log.info("self-supervised head %s: %s", name, metrics)
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """``epochs`` Adam passes of the head's loss over the pool (the frozen victim's features of every
+    view), and the loss before and after. Writes the fresh-weight head."""
+    spec, cfg = p["ssl"]["tasks"][job.args.task], params_mod.section(SSLTraining, p["ssl"]["train"])
+    size, n = p["sample"]["image_size"], p["sample"]["pools"][p["ssl"]["pool"]]["n"]
+    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    features = victim_features(victim)
+    dim = features(torch.zeros(1, 3, size, size)).shape[1]
+    head = ssl.build(spec, dim, size)
+    ssl.save_head(job.path(job.args.model), spec, head, dim, size)
+    shape = (3, size, size)
+    return [scale.Load("training", lambda x: head.loss(features, x), (head, victim), "train", cfg.batch_size,
+                       n * cfg.epochs, shape, slots=2),
+            scale.Load("loss before and after", lambda x: head.loss(features, x), (head, victim), "forward",
+                       cfg.batch_size, 2 * n, shape)]

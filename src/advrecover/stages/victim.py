@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..data.pools import POOL_ORDER, read_pool
 from ..data.tensors import to_tensor
-from .. import inference, training
+from .. import inference, scale, training
+from .. import params as params_mod
 from ..io import atomic_path, config_digest, write_json
 from ..models import victim as victims
 
@@ -133,3 +134,20 @@ def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, 
             log.info("victim clean accuracy on pool %s: %.4f", name, metrics["accuracy"][name])
     write_json(metrics_path, metrics)
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """Mode train: SGD steps over the victim pool for ``epochs``; every mode: the clean pass over the
+    pools. Writes the fresh-weight victim where the stage writes the trained one."""
+    cfg = params_mod.section(victims.VictimConfig, p["victim"])
+    size, pools = p["sample"]["image_size"], p["sample"]["pools"]
+    model = scale.victim(p, scale.classes(p))
+    torch.save(model.state_dict(), job.path(job.args.model))
+    shape = (3, size, size)
+    loads = [scale.Load("clean accuracy on the pools", model, (model,), "forward", cfg.eval_batch_size,
+                        sum(c["n"] for c in pools.values()), shape)]
+    if cfg.mode == "train":
+        labels = lambda x: torch.randint(model.fc.out_features, (len(x),))  # noqa: E731
+        loads.insert(0, scale.Load("training", lambda x: F.cross_entropy(model(x), labels(x)), (model,), "train",
+                                   cfg.batch_size, pools["victim"]["n"] * cfg.epochs, shape, slots=1))
+    return loads

@@ -16,8 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from .. import attacks
+from .. import attacks, scale
+from .. import params as params_mod
 from ..data.pools import POOL_ORDER, read_pool
 from ..io import config_digest, write_json
 from ..models import victim as victims
@@ -51,3 +53,18 @@ def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, seed: int,
     write_json(metrics_path, metrics)
     log.info("robust victim clean accuracy: %s", metrics["accuracy"])
     return metrics
+
+
+def workload(p: dict, job: scale.Job) -> list[scale.Load]:
+    """Per epoch over the victim pool: the attack's gradients against the model in training, then one
+    SGD step per batch. Writes the fresh-weight ResNet where the stage writes the trained one."""
+    cfg = replace(params_mod.section(victims.VictimConfig, p["victim"]), mode="train",
+                  epochs=p["robust_victim"]["epochs"])
+    size, n = p["sample"]["image_size"], p["sample"]["pools"]["victim"]["n"]
+    model = victims.build(cfg, [f"c{i}" for i in range(scale.classes(p))])
+    victims.save_resnet(job.path(job.args.model), model, cfg.widths, cfg.blocks, cfg.stem_stride)
+    labels = lambda x: torch.randint(model.fc.out_features, (len(x),))  # noqa: E731
+    return [scale.attack_load("adversarial examples", p["robust_victim"]["attack"], model, n * cfg.epochs,
+                              cfg.batch_size, size),
+            scale.Load("training", lambda x: F.cross_entropy(model(x), labels(x)), (model,), "train", cfg.batch_size,
+                       n * cfg.epochs, (3, size, size), slots=1)]
