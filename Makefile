@@ -69,8 +69,10 @@ ablation-depth: install
 	dvc exp run --run-all
 	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
 
+# Two pytest workers, a test file each (module fixtures such as the tiny DAG run once): the suite
+# keeps about one core busy on its own, its DAG runs being one job at a time.
 test: install
-	pytest $(PYTEST_ARGS)
+	pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The unit tests (not the whole-DAG ones) under three settings that change the kernels torch
 # uses, as another CPU does: generic ATen kernels, oneDNN capped at AVX2, and one thread on one

@@ -7,7 +7,8 @@ estimated peak memory of one step at the params' batch size, the image-steps of 
 FLOPs and its GPU-hours at a stated sustained throughput (default 40% of an H100 SXM's dense peak:
 989 TFLOP/s bf16 for bfloat16 steps, 67 TFLOP/s fp32 otherwise, which is pessimistic where cuDNN
 uses TF32 for fp32 convolutions). Shards of one attack are summed into one row. Prints one table
-and the whole DAG's FLOPs and GPU-hours; exits 1 when a job's memory exceeds --limit-gb.
+and the whole DAG's FLOPs and GPU-hours; warns of a job longer than the runtime the SLURM profile
+(slurm/config.yaml) gives its rule, and exits 1 when a job's memory exceeds --limit-gb.
 
 How memory is obtained: counted on CPU at a small batch (--batch) and scaled linearly to the params'
 batch (advrecover.scale.count: weights, gradients, optimiser slots, saved activations). With
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from advrecover import cli, dag, scale
 from advrecover import params as params_mod
@@ -85,6 +87,20 @@ def table(p: dict, batch: int, throughput: dict, device) -> pd.DataFrame:
          "PFLOP": "sum", "peak_GB": "max", "GPU_hours": "sum"}).reset_index()
 
 
+def long_jobs(frame: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """Jobs whose estimated GPU-hours exceed the runtime slurm/config.yaml gives their rule (a warning:
+    the estimate assumes the stated throughput)."""
+    profile = yaml.safe_load((ROOT / "slurm/config.yaml").read_text())
+    default = profile["default-resources"]["runtime"]
+    per_job = frame.groupby("job", sort=False).GPU_hours.sum()
+    out = []
+    for job, hours in per_job.items():
+        minutes = profile.get("set-resources", {}).get(job.split("@")[0], {}).get("runtime", default)
+        if hours * 60 > minutes:
+            out.append((job, hours, minutes / 60))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default=str(ROOT / "configs/paper.yaml"))
@@ -104,10 +120,15 @@ def main(argv=None) -> int:
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     how = "measured step times" if args.measure else \
         f"{args.efficiency:.0%} of {args.peak_bf16:g} (bf16) / {args.peak_fp32:g} (fp32) TFLOP/s"
+    per_job = frame.groupby("job", sort=False).GPU_hours.sum()
     print(f"\nwhole DAG ({args.params}): {frame.PFLOP.sum() / 1e3:.3g} EFLOP, {frame.GPU_hours.sum():.3g} GPU-hours "
-          f"at {how}; largest job {frame.peak_GB.max():.3g} GB")
+          f"at {how}; largest job {frame.peak_GB.max():.3g} GB; longest job {per_job.idxmax()} "
+          f"{per_job.max():.3g} GPU-hours")
     if args.csv:
         frame.to_csv(args.csv, index=False)
+    for job, hours, limit in long_jobs(frame):
+        print(f"LONGER than the SLURM profile's runtime: {job}: {hours:.3g} GPU-hours, runtime {limit:g} h "
+              f"(slurm/config.yaml)", file=sys.stderr)
     over = frame[frame.peak_GB > args.limit_gb]
     for _, r in over.iterrows():
         print(f"OVER {args.limit_gb:g} GB: {r.job} / {r.load}: {r.peak_GB:.3g} GB at batch {r.batch}", file=sys.stderr)

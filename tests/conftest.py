@@ -15,6 +15,16 @@ def params() -> dict:
     return copy.deepcopy(tiny_params())
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist a worker hands its tables to the controller (pytest_testnodedown)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["summary"] = dict(SUMMARY)
+
+
+def pytest_testnodedown(node, error):
+    SUMMARY.update(getattr(node, "workeroutput", {}).get("summary", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The tables that reliability tests fill in (helpers.SUMMARY), after the test results."""
     for title, table in SUMMARY.items():
