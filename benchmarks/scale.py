@@ -68,13 +68,15 @@ def row(name: str, item: dict, load: scale.Load, f: scale.Figures, throughput: d
         hours, peak = seconds * load.images / load.batch / 3600, peak if peak is not None else f.peak_bytes
     else:
         hours, peak = flops / throughput[load.precision] / 3600, f.peak_bytes
-    return {"job": "@".join([name, *[v for k, v in item.items() if k != "shard"]]), "load": load.name,
+    return {"job": "@".join([name, *[v for k, v in item.items() if k != "shard"]]),
+            "instance": "@".join([name, *item.values()]), "load": load.name,
             "precision": load.precision, "batch": load.batch, "params_M": f.parameters / 1e6,
             "GFLOP_per_image": f.flops_per_image / 1e9, "images": load.images, "PFLOP": flops / 1e15,
             "peak_GB": peak / GB, "GPU_hours": hours}
 
 
-def table(p: dict, batch: int, throughput: dict, device) -> pd.DataFrame:
+def table(p: dict, batch: int, throughput: dict, device) -> tuple[pd.DataFrame, pd.Series]:
+    """One row per job and load (shards of an attack summed), and the GPU-hours of each SLURM job."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, module, job, item in jobs(p, Path(tmp)):
@@ -82,19 +84,19 @@ def table(p: dict, batch: int, throughput: dict, device) -> pd.DataFrame:
                 rows.append(row(name, item, load, scale.count(load, batch), throughput, device))
             print(f"costed {rows[-1]['job'] if rows else name}", file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows)
-    return frame.groupby(["job", "load"], sort=False).agg(
+    per_job = frame.groupby(["job", "load"], sort=False).agg(
         {"precision": "first", "batch": "first", "params_M": "first", "GFLOP_per_image": "first", "images": "sum",
          "PFLOP": "sum", "peak_GB": "max", "GPU_hours": "sum"}).reset_index()
+    return per_job, frame.groupby("instance", sort=False).GPU_hours.sum()
 
 
-def long_jobs(frame: pd.DataFrame) -> list[tuple[str, float, float]]:
-    """Jobs whose estimated GPU-hours exceed the runtime slurm/config.yaml gives their rule (a warning:
-    the estimate assumes the stated throughput)."""
+def long_jobs(per_instance: pd.Series) -> list[tuple[str, float, float]]:
+    """SLURM jobs (one per stage instance, shard included) whose estimated GPU-hours exceed the runtime
+    slurm/config.yaml gives their rule (a warning: the estimate assumes the stated throughput)."""
     profile = yaml.safe_load((ROOT / "slurm/config.yaml").read_text())
     default = profile["default-resources"]["runtime"]
-    per_job = frame.groupby("job", sort=False).GPU_hours.sum()
     out = []
-    for job, hours in per_job.items():
+    for job, hours in per_instance.items():
         minutes = profile.get("set-resources", {}).get(job.split("@")[0], {}).get("runtime", default)
         if hours * 60 > minutes:
             out.append((job, hours, minutes / 60))
@@ -115,18 +117,17 @@ def main(argv=None) -> int:
     p = params_mod.load(args.params)
     throughput = {"float32": args.peak_fp32 * 1e12 * args.efficiency, "bfloat16": args.peak_bf16 * 1e12 * args.efficiency}
     torch.manual_seed(0)
-    frame = table(p, args.batch, throughput, resolve(p["device"]) if args.measure else None)
+    frame, per_instance = table(p, args.batch, throughput, resolve(p["device"]) if args.measure else None)
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 48):
         print(frame.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     how = "measured step times" if args.measure else \
         f"{args.efficiency:.0%} of {args.peak_bf16:g} (bf16) / {args.peak_fp32:g} (fp32) TFLOP/s"
-    per_job = frame.groupby("job", sort=False).GPU_hours.sum()
     print(f"\nwhole DAG ({args.params}): {frame.PFLOP.sum() / 1e3:.3g} EFLOP, {frame.GPU_hours.sum():.3g} GPU-hours "
-          f"at {how}; largest job {frame.peak_GB.max():.3g} GB; longest job {per_job.idxmax()} "
-          f"{per_job.max():.3g} GPU-hours")
+          f"at {how}; largest job {frame.peak_GB.max():.3g} GB; longest job {per_instance.idxmax()} "
+          f"{per_instance.max():.3g} GPU-hours")
     if args.csv:
         frame.to_csv(args.csv, index=False)
-    for job, hours, limit in long_jobs(frame):
+    for job, hours, limit in long_jobs(per_instance):
         print(f"LONGER than the SLURM profile's runtime: {job}: {hours:.3g} GPU-hours, runtime {limit:g} h "
               f"(slurm/config.yaml)", file=sys.stderr)
     over = frame[frame.peak_GB > args.limit_gb]
