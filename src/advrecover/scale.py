@@ -120,20 +120,23 @@ def _run(load: Load, x: torch.Tensor) -> None:
         load.step(x).sum().backward()
 
 
-def _largest_output(load: Load, x: torch.Tensor) -> int:
-    largest = [0]
+class LargestOutput:
+    """Within it: the bytes of the largest tensor any module of ``load`` returns (forward hooks)."""
 
-    def hook(_module, _inputs, out):
+    def __init__(self, load: Load):
+        self.modules, self.bytes, self.handles = [m for net in load.modules for m in net.modules()], 0, []
+
+    def hook(self, _module, _inputs, out):
         if isinstance(out, torch.Tensor):
-            largest[0] = max(largest[0], out.nelement() * out.element_size())
+            self.bytes = max(self.bytes, out.nelement() * out.element_size())
 
-    handles = [m.register_forward_hook(hook) for net in load.modules for m in net.modules()]
-    try:
-        _run(load, x)
-    finally:
-        for h in handles:
+    def __enter__(self):
+        self.handles = [m.register_forward_hook(self.hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
             h.remove()
-    return largest[0]
 
 
 def count(load: Load, batch: int = 2) -> Figures:
@@ -150,11 +153,12 @@ def count(load: Load, batch: int = 2) -> Figures:
 
     x = torch.rand(batch, *load.shape, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    with FlopCount() as flops, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with FlopCount() as flops, LargestOutput(load) as largest, \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         _run(load, x)
     for w in weights:
         w.grad = None
-    activations = sum(saved.values()) if load.mode != "forward" else 2 * _largest_output(load, x)
+    activations = sum(saved.values()) if load.mode != "forward" else 2 * largest.bytes
     trained = sum(w.numel() * w.element_size() for w in weights if w.requires_grad) if load.mode == "train" else 0
     weight_bytes = sum(w.numel() * w.element_size() for w in weights)
     per_image = (activations + x[0].nelement() * x.element_size()) / batch
@@ -198,7 +202,8 @@ def classes(p: dict) -> int:
     folder = Path(cfg.get("path", ""))
     if cfg["source"] == "imagefolder" and folder.is_dir():
         return sum(1 for d in folder.iterdir() if d.is_dir())
-    raise ValueError(f"cannot tell the victim's class count from source {cfg['source']!r}: pass --classes")
+    raise ValueError(f"cannot tell the victim's class count from source {cfg['source']!r}: known for "
+                     f"{sorted(known)}, or an imagefolder whose path exists")
 
 
 def victim(p: dict, n_classes: int):
@@ -208,6 +213,14 @@ def victim(p: dict, n_classes: int):
 
     cfg = params_mod.section(victims.VictimConfig, p["victim"])
     return victims.build(replace(cfg, imagenet_classes=None), [f"c{i}" for i in range(n_classes)]).eval()
+
+
+def trained_victim(p: dict, job: Job) -> nn.Module:
+    """The victim the ``victim`` stage's workload wrote, read as the stages read it (``--victim``)."""
+    from . import params as params_mod
+    from .models import victim as victims
+
+    return victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
 
 
 def attack_load(name: str, spec: dict, victim: nn.Module, images: int, batch: int, image_size: int) -> Load:

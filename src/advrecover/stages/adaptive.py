@@ -344,7 +344,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
     cfg = params_mod.section(AdaptiveConfig, budget(p["adaptive"], job.args.defence))
     n = cfg.n or round(p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (1 - p["evaluate"]["detection"]["calibration_share"]))
-    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    victim = scale.trained_victim(p, job)
     sets = model_sets(spec, cfg.train_sets)
     defence = defences.build(spec, job.path(job.args.models), sets[0], victim)
     classifier, needs = defences.classifier(defence, victim), defences.adaptive_needs(spec)

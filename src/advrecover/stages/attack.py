@@ -24,7 +24,6 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks, inference, scale
-from .. import params as params_mod
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file
@@ -207,6 +206,6 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     spec = a["instances"][job.args.attack]
     n = p["sample"]["pools"][job.args.pool]["n"]
     rows = sum(e - s for _, s, e in shard_batches(n, a["batch_size"], job.args.shard, len(a["shards"])))
-    model = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    model = scale.trained_victim(p, job)
     return [scale.attack_load(job.args.attack, spec, model, rows, a["batch_size"], size),
             scale.Load("clean logits", model, (model,), "forward", a["batch_size"], rows, (3, size, size))]

@@ -27,7 +27,6 @@ import torch
 
 from .. import defences as defence_registry
 from .. import detection, inference, scale
-from .. import params as params_mod
 from .. import metrics as M
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
@@ -207,7 +206,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """The defended answer (repair, then classifier) on the clean and every attacked column of the
     pool, charged for every model of a per-attack defence (an upper bound: cells are shared)."""
     spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
-    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    victim = scale.trained_victim(p, job)
     sets = [*p["recovery"]["train_on"], "mixed"] if defence_registry.trained_on_attack(spec) else [None]
     defence = defence_registry.build(spec, job.path(job.args.models), sets[0], victim)
     classifier = defence_registry.classifier(defence, victim)

@@ -155,7 +155,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     spec = p["purifiers"][job.args.purifier]
     cfg = params_mod.section(PurifierTraining, spec["train"])
     size, n = p["sample"]["image_size"], p["sample"]["pools"]["cae"]["n"]
-    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    victim = scale.trained_victim(p, job)
     if cfg.features == "vgg16":
         net = features = vgg16_relu3_3(None)
     else:

@@ -83,7 +83,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     view), and the loss before and after. Writes the fresh-weight head."""
     spec, cfg = p["ssl"]["tasks"][job.args.task], params_mod.section(SSLTraining, p["ssl"]["train"])
     size, n = p["sample"]["image_size"], p["sample"]["pools"][p["ssl"]["pool"]]["n"]
-    victim = victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    victim = scale.trained_victim(p, job)
     features = victim_features(victim)
     dim = features(torch.zeros(1, 3, size, size)).shape[1]
     head = ssl.build(spec, dim, size)
