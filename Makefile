@@ -15,7 +15,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
+.PHONY: install run report browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,19 @@ $(VENV)/.installed: pyproject.toml Makefile
 run: install
 	snakemake --cores $(CORES)
 	@python -m advrecover.outputs summary
+
+# Snakemake's own report of a finished run (either runner; README, "The report"): every output
+# marked with report() in workflow/rules/, with its caption, in one zip (open report.html inside).
+report: install
+	snakemake --report results/report.zip
+	@echo "Snakemake's report: $(abspath results/report.zip); the page of the report stage: $(abspath results/report.html)"
+
+# Debian's chromium for the report page's browser test (tests/test_pipeline.py), installed when
+# missing and this user may (root); the test says why it skips where there is none.
+browser:
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; } || \
+	  echo "chromium not installed: the report's browser test will be skipped"; }
 
 # Outputs that the current params no longer produce (e.g. an attack removed from attack.run):
 # listed, then removed. Never while a run is going on.
@@ -61,6 +74,7 @@ ablation-lambda: install
 	          -S 'recovery.aae.default.lambda2=choice(0.0001,0.001,0.01,0.1)'
 	dvc exp run --run-all
 	python -m advrecover.ablation results/ablation-lambda.csv recovery.cae.default.lambda1 recovery.aae.default.lambda2
+	dvc repro --force --single-item report  # the page draws the new ablation figure
 
 ablation-depth: install
 	$(ABLATE) -S 'recovery.cae.default.widths=choice([128,64,8],[128,64,32,8],[128,64,64,32,8],[128,64,64,64,32,8])' \
@@ -68,10 +82,11 @@ ablation-depth: install
 	          -S 'recovery.aae.default.init_from_cae=false'
 	dvc exp run --run-all
 	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
+	dvc repro --force --single-item report
 
 # Two pytest workers, a test file each (module fixtures such as the tiny DAG run once): the suite
 # keeps about one core busy on its own, its DAG runs being one job at a time.
-test: install
+test: install browser
 	pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The unit tests (not the whole-DAG ones) under three settings that change the kernels torch

@@ -12,6 +12,9 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/params.schema.yaml")
 cross_check(config)
 if not all(Path(f"data/pools/{name}.h5").is_file() for name in config["sample"]["pools"]):
@@ -35,3 +38,4 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/recovery.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/report.smk"

@@ -60,7 +60,8 @@ def copy_repo(dest: Path, params: dict) -> Path:
 
 
 TIMINGS = {"wall_time_s", "seconds_per_100"}  # the only content allowed to differ between two runs (README,
-# "Reliability"): an attribute of adversarial sets, a column (CSV, markdown) or key (JSON) of the results
+# "Reliability"): an attribute of adversarial sets, a column (CSV, markdown) or key (JSON) of the results,
+# and in the report page the git revision and the checksums of the files holding a timing
 
 
 def same_output(a: Path, b: Path) -> bool:
@@ -70,7 +71,7 @@ def same_output(a: Path, b: Path) -> bool:
 
     if sha256_file(a) == sha256_file(b):
         return True
-    readers = {".h5": _same_h5, ".csv": _same_csv, ".json": _same_json, ".md": _same_markdown}
+    readers = {".h5": _same_h5, ".csv": _same_csv, ".json": _same_json, ".md": _same_markdown, ".html": _same_html}
     return a.suffix in readers and readers[a.suffix](a, b)
 
 
@@ -118,6 +119,13 @@ def _same_markdown(a: Path, b: Path) -> bool:
         return out
 
     return masked(a.read_text()) == masked(b.read_text())
+
+
+def _same_html(a: Path, b: Path) -> bool:
+    """The report page: equal once the elements it marks volatile are emptied (the git revision, and
+    the checksums of the files that record their own wall time)."""
+    volatile = re.compile(r'(<(\w+) class="volatile">)[^<]*(</\2>)')
+    return volatile.sub(r"\1\3", a.read_text()) == volatile.sub(r"\1\3", b.read_text())
 
 
 SUMMARY: dict[str, str] = {}  # title -> table, printed at the end of the pytest run (conftest.py)

@@ -76,6 +76,7 @@ def workspace(tmp_path_factory) -> Path:
     p = tiny_params()
     p["attack"].update(run=["fgsm"])
     p["recovery"]["train_on"] = ["fgsm"]
+    p["report"]["attack"] = "fgsm"
     p["evaluate"]["defences"] = {"none": {"method": "none"}}
     (ws / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     for stage in ("sample", "victim", "attack", "train_cae"):

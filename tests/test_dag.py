@@ -179,3 +179,25 @@ def test_each_stage_lists_the_source_files_it_runs():
         deps = {d for d in stage["deps"] if d.startswith("src/")}
         assert {f"src/advrecover/{u}" for u in used} <= deps, name
         assert all((REPO / d).is_file() for d in deps), name
+
+
+def test_a_report_caption_needs_the_stage_category():
+    """An output annotated with a caption becomes a ``report(...)`` item of its stage's category."""
+    from advrecover import rules
+
+    entry = {"results/${item.defence}.csv": {"cache": False, "meta": {"caption": "x.rst"}}}
+    stage = {"matrix": {"defence": ["a"]}, "meta": {"topic": "evaluation", "category": "Tables"}}
+    assert rules._output(entry, "s", stage) == ('report("results/{defence}.csv", caption="../report/x.rst", '
+                                                'category="Tables", labels={"defence": "{defence}", "file": "{defence}.csv"})')
+    assert rules._output("plain.csv", "s", stage) == '"plain.csv"'
+    with pytest.raises(dag.DagError, match="meta.category"):
+        rules._output(entry, "s", {"meta": {"topic": "evaluation"}})
+
+
+def test_every_report_caption_exists():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    captions = {(o if isinstance(o, str) else next(iter(o.values())) or {}).get("meta", {}).get("caption")
+                for d in stages.values() for section in ("outs", "metrics", "plots") for o in d.get(section) or []
+                if not isinstance(o, str)}
+    captions.discard(None)
+    assert captions and all((REPO / "workflow/report" / c).is_file() for c in captions), captions

@@ -25,6 +25,8 @@ def workspace(tmp_path):
         "models/victim.ckpt": "resume state of a current output",
         "models/victim.pt.tmp-4242": "left by a killed job",
         "models/cae/old_variant.pt": "a variant no longer in recovery.variants",
+        "results/report.zip": "made by `make report`, outside the DAG",
+        "results/ablation-lambda.csv": "made by `make ablation-lambda`, outside the DAG",
     }
     for protocol in ("seen", "unseen"):
         files[f"results/{protocol}.md"] = f"# {protocol}\n\n## Accuracy\n\n| table |\n\n## PSNR\n\n| other |\n"
@@ -61,6 +63,7 @@ def test_a_param_change_makes_outputs_stale(tmp_path):
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["attack"]["run"] = ["fgsm"]
     params["recovery"]["train_on"] = ["fgsm"]
+    params["report"]["attack"] = "fgsm"  # the grid's attack must be one that runs
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "metrics/attack/test/pgd_8.json" in outputs.stale(ws)
     assert "data/adversarial/test/pgd_8/shard-0.h5.partial" in outputs.stale(ws)

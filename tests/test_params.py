@@ -91,6 +91,7 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     (lambda p: p["evaluate"]["defences"].__setitem__("rev", {"method": "reversal", "tasks": {"jigsaw": 1.0}}),
      "evaluate.defences.rev.tasks: ['jigsaw'] are not heads under ssl.tasks"),
     (lambda p: p["adaptive"]["per_defence"].__setitem__("gone", {"n": 4}), "adaptive.per_defence: ['gone']"),
+    (lambda p: p["report"].__setitem__("attack", "cw"), "report.attack: 'cw' is not in attack.run"),
 ])
 def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)

@@ -263,7 +263,7 @@ def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
         aaes = [s.name for s in repo.index.stages if s.name.startswith("train_aae")]
     expected = set().union(*(dependants(dvc, a) for a in aaes))
     evaluation = {f"{stage}@{d}" for stage in ("evaluate", "adaptive") for d in tiny_params()["evaluate"]["defences"]}
-    assert expected == set(aaes) | evaluation | {"tables"}
+    assert expected == set(aaes) | evaluation | {"tables", "report"}
     for ws in workspaces:
         params = yaml.safe_load((ws / "params.yaml").read_text())
         params["recovery"]["aae"]["default"]["epochs"] += 1
@@ -274,14 +274,14 @@ def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
 
 def test_editing_evaluation_code_reruns_evaluate_only(workspaces):
     """A real change to the metrics code (the PSNR reported for identical images): every defence's
-    evaluate job and the tables, not the adaptive jobs."""
+    evaluate job, the tables and the report, not the adaptive jobs."""
     snake, dvc = workspaces
     for ws in workspaces:
         path = ws / "src/advrecover/metrics.py"
         code = path.read_text()
         assert "PSNR_CAP = 100.0" in code
         path.write_text(code.replace("PSNR_CAP = 100.0", "PSNR_CAP = 99.0"))
-    expected = {f"evaluate@{d}" for d in tiny_params()["evaluate"]["defences"]} | {"tables"}
+    expected = {f"evaluate@{d}" for d in tiny_params()["evaluate"]["defences"]} | {"tables", "report"}
     assert dvc_ran(dvc) == expected
     assert snakemake_ran(snake) == expected
 
@@ -367,6 +367,85 @@ def test_adaptive_table_has_every_defence_the_reference_row_and_the_flags(worksp
     assert "none (victim alone)" in text and "| flags" in text
     summary = sh(["python", "-m", "advrecover.outputs", "summary"], ws).stdout
     assert "Adaptive attacks through every defence" in summary
+    assert summary.rstrip().endswith(str((ws / "results/report.html").resolve()))  # what `make run` ends with
+
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]  # nothing to reach on a closed network
+
+
+def open_in_chromium(page_path, screenshot) -> dict:
+    """Load ``page_path`` in Debian's headless chromium (driven by Playwright, which downloads no
+    browser): console errors, requests and failed ones, each image's natural size, every table cell
+    that names its CSV source; a full-page screenshot. Skips, saying why, where chromium cannot start."""
+    import shutil
+
+    from playwright.sync_api import Error, sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`make browser` installs it as root)")
+    seen = {"errors": [], "requests": [], "failed": []}
+    with sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        except Error as exc:
+            pytest.skip(f"chromium cannot start here: {str(exc).splitlines()[0]}")
+        page = browser.new_page()
+        page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+        page.on("request", lambda r: seen["requests"].append(r.url))
+        page.on("requestfailed", lambda r: seen["failed"].append(r.url))
+        page.goto(page_path.as_uri(), wait_until="load")
+        seen["images"] = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+        seen["cells"] = page.eval_on_selector_all("td[data-file]",
+                                                  "els => els.map(e => ({...e.dataset, text: e.textContent.trim()}))")
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return seen
+
+
+def test_report_page_opens_offline_and_shows_the_csvs(workspaces, tmp_path):
+    """results/report.html: self-contained, loads in a real browser with no console error and no
+    failed request, every figure decodes, and every number in its tables is that of results/*.csv."""
+    import pandas as pd
+
+    snake, _ = workspaces
+    html = (snake / "results/report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert html.count('src="data:image/png;base64,') == 3  # the three figures, inlined
+    seen = open_in_chromium(snake / "results/report.html", tmp_path / "report.png")
+    assert seen["errors"] == [] and seen["failed"] == []
+    assert seen["requests"] == [(snake / "results/report.html").as_uri()]  # the page itself, nothing else
+    assert len(seen["images"]) == 3 and all(w > 0 and h > 0 for w, h in seen["images"])
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    tables = {f: pd.read_csv(snake / "results" / f, keep_default_na=False, na_values=[""])
+              for f in ("seen.csv", "unseen.csv", "adaptive.csv")}
+    assert {c["file"] for c in seen["cells"]} == set(tables)
+    for cell in seen["cells"]:
+        value = tables[cell["file"]].loc[[int(r) for r in cell["row"].split(",")], cell["field"]].mean()
+        assert cell["text"] == f"{value * float(cell['scale']):.{cell['digits']}f}", cell
+    for name in ("seen.csv", "unseen.csv"):  # every accuracy of every row is on the page
+        shown = {int(c["row"]) for c in seen["cells"] if c["file"] == name and c["field"] == "accuracy"
+                 and "," not in c["row"]}
+        assert shown == set(range(len(tables[name]))), name
+    shown = {(int(c["row"]), c["field"]) for c in seen["cells"] if c["file"] == "adaptive.csv"}
+    assert {(i, "worst_case") for i in range(len(tables["adaptive.csv"]))} <= shown
+
+
+def test_make_report_zips_every_figure_after_either_runner(workspaces):
+    """`make report` (snakemake --report) after a Snakemake run and after `dvc repro`: the zip has
+    the report page and every figure of results/figures/."""
+    import zipfile
+
+    for ws in workspaces:
+        make("report", ws)
+        with zipfile.ZipFile(ws / "results/report.zip") as z:
+            names = z.namelist()
+        figures = sorted(p.name for p in (ws / "results/figures").glob("*.png"))
+        assert figures == ["grid.png", "robust_accuracy.png", "training.png"]
+        assert "report/report.html" in names and all(any(n.endswith("/" + f) for n in names) for f in figures), names
+        assert "results/report.zip" not in sh(["python", "-m", "advrecover.outputs", "stale"], ws).stdout
 
 
 def test_ablation_writes_one_row_per_setting(workspaces, tmp_path):

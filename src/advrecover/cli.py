@@ -147,6 +147,21 @@ def _tables(args, p, device):
                adaptive_dir=args.adaptive, results_dir=args.results, metrics_path=args.metrics)
 
 
+def _report(args, p, device):
+    from .stages import report
+
+    evaluated = report.Evaluated(defences=p["evaluate"]["defences"], columns=p["attack"]["run"],
+                                 train_on=p["recovery"]["train_on"])
+    report.run(cfg=params_mod.section(report.ReportConfig, p["report"]), evaluated=evaluated,
+               histories=report.histories(p, args.histories),
+               artifacts=report.artifacts(p, pools_dir=args.pools, adversarial_dir=args.adversarial,
+                                          victim_path=args.victim, models_dir=args.models),
+               params_path=args.params, results_dir=args.results, pool_path=Path(args.pools) / f"{p['evaluate']['pool']}.h5",
+               adversarial_dir=Path(args.adversarial) / p["evaluate"]["pool"], victim_path=args.victim,
+               victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
+               figures_dir=args.figures, out_path=args.out)
+
+
 def _defence(p: dict, name: str) -> dict:
     """The spec of one defence, after checking every one (a typo anywhere stops every job)."""
     from . import defences as registry
@@ -234,6 +249,11 @@ STAGES = {
         ("--evaluated", "directory holding <defence>/<protocol>.csv"), ("--adaptive", "directory holding <defence>.csv"),
         ("--results", "output directory: seen, unseen and adaptive tables (.csv and .md)"),
         ("--metrics", "output JSON: accuracy per defence and column, adaptive worst cases")]),
+    "report": ("draw the figures and write the self-contained HTML report", _report, [
+        ("--results", "directory holding the seen, unseen and adaptive tables (.csv); ablation-*.csv when run"),
+        ("--histories", "directory holding the trainers' history CSVs (victim_train.csv, train/...)"),
+        POOLS, ("--adversarial", "directory holding <pool>/<attack>.h5 adversarial sets"), VICTIM, MODELS,
+        ("--figures", "output directory of the figures (.png)"), ("--out", "output HTML page")]),
 }
 
 

@@ -62,6 +62,8 @@ def cross_check(params: dict) -> None:
                           f"(defined: {sorted(attack['instances'])})")
     if sorted(attack["shards"]) != list(range(len(attack["shards"]))):
         raise ParamsError(f"attack.shards: must be the shard ids 0..K-1, got {attack['shards']}")
+    if params["report"]["attack"] not in attack["run"]:
+        raise ParamsError(f"report.attack: {params['report']['attack']!r} is not in attack.run {attack['run']}")
     _check_recovery(params)
 
 

@@ -108,11 +108,11 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
     scalars: dict = {}
     shell = _shell(d["cmd"], scalars)
     log = _path(dag.LOG.search(d["cmd"]).group(1))
-    outs = [(section, dag.output_paths(d.get(section))) for section in ("outs", "metrics", "plots")]
+    outs = [(section, [_output(e, name, d) for e in d.get(section) or []]) for section in ("outs", "metrics", "plots")]
     suffix = "/" + "-".join("{" + k + "}" for k in d.get("matrix") or {}) if d.get("matrix") else ""
     lines = [f"rule {name}:", f'    """{d.get("desc", "")}"""', "    input:", *_inputs(d, rendered),
              "    output:"]
-    lines += [f"        {section}=[" + ", ".join(_path(p) for p in paths) + "]," for section, paths in outs if paths]
+    lines += [f"        {section}=[" + ", ".join(paths) + "]," for section, paths in outs if paths]
     lines += ["    log:", f"        {log},", "    benchmark:", f"        {_quote(f'logs/benchmarks/{name}{suffix}.tsv')},"]
     triggers = dict(_trigger(k) for k in d.get("params") or [])
     named = list(triggers.items()) + sorted((n, v) for n, v in scalars.items() if n not in triggers)
@@ -122,6 +122,24 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
         lines += ["    wildcard_constraints:", *[f"        {k}={_choices(v)}," for k, v in d["matrix"].items()]]
     lines += ["    shell:", f"        {_quote(shell)}"]
     return "\n".join(lines) + "\n"
+
+
+def _output(entry, stage: str, d: dict) -> str:
+    """An output path; one whose DVC annotation names a caption (``meta: {caption: file.rst}``) is
+    marked for ``snakemake --report``: the caption under workflow/report/, the stage's
+    ``meta.category``, and labels from the matrix keys and the file's name."""
+    path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+    caption = ((options or {}).get("meta") or {}).get("caption")
+    if not caption:
+        return _path(path)
+    category = (d.get("meta") or {}).get("category")
+    if not category:
+        raise dag.DagError(f"stage {stage}: {path} has a report caption; set meta.category (its report section)")
+    labels = {**{k: "{" + k + "}" for k in d.get("matrix") or {}},
+              "file": VAR.sub(lambda m: "{" + m.group(1).removeprefix("item.") + "}", Path(path).name)}
+    text = ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in labels.items())
+    return (f"report({_path(path)}, caption={_quote('../report/' + caption)}, category={_quote(category)}, "
+            f"labels={{{text}}})")
 
 
 def _choices(values) -> str:

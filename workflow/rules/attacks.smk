@@ -61,7 +61,7 @@ rule attack_merge:
         ],
     output:
         outs=["data/adversarial/{pool}/{attack}.h5"],
-        metrics=["metrics/attack/{pool}/{attack}.json"],
+        metrics=[report("metrics/attack/{pool}/{attack}.json", caption="../report/attack_metrics.rst", category="Attacks", labels={"pool": "{pool}", "attack": "{attack}", "file": "{attack}.json"})],
     log:
         "logs/attack_merge/{pool}/{attack}.log",
     benchmark:

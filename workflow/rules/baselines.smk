@@ -31,7 +31,7 @@ rule victim_robust:
     output:
         outs=["models/victim_robust.pt"],
         metrics=["metrics/victim_robust.json"],
-        plots=["metrics/victim_robust_train.csv"],
+        plots=[report("metrics/victim_robust_train.csv", caption="../report/history.rst", category="Adversarial training", labels={"file": "victim_robust_train.csv"})],
     log:
         "logs/victim_robust.log",
     benchmark:
@@ -79,7 +79,7 @@ rule train_purifier:
     output:
         outs=["models/purifiers/{purifier}.pt"],
         metrics=["metrics/train/purifiers/{purifier}.json"],
-        plots=["metrics/train/purifiers/{purifier}.csv"],
+        plots=[report("metrics/train/purifiers/{purifier}.csv", caption="../report/history.rst", category="Purifiers", labels={"purifier": "{purifier}", "file": "{purifier}.csv"})],
     log:
         "logs/train_purifier/{purifier}.log",
     benchmark:
@@ -123,7 +123,7 @@ rule train_ssl:
     output:
         outs=["models/ssl/{task}.pt"],
         metrics=["metrics/train/ssl/{task}.json"],
-        plots=["metrics/train/ssl/{task}.csv"],
+        plots=[report("metrics/train/ssl/{task}.csv", caption="../report/history.rst", category="Self-supervised heads", labels={"task": "{task}", "file": "{task}.csv"})],
     log:
         "logs/train_ssl/{task}.log",
     benchmark:

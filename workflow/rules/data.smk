@@ -46,7 +46,7 @@ rule victim:
     output:
         outs=["models/victim.pt"],
         metrics=["metrics/victim.json"],
-        plots=["metrics/victim_train.csv"],
+        plots=[report("metrics/victim_train.csv", caption="../report/history.rst", category="Victim", labels={"file": "victim_train.csv"})],
     log:
         "logs/victim.log",
     benchmark:

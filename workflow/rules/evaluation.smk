@@ -44,7 +44,7 @@ rule evaluate:
             "src/advrecover/device.py",
         ],
     output:
-        outs=["results/defences/{defence}/seen.csv", "results/defences/{defence}/unseen.csv"],
+        outs=[report("results/defences/{defence}/seen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "seen.csv"}), report("results/defences/{defence}/unseen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "unseen.csv"})],
     log:
         "logs/evaluate/{defence}.log",
     benchmark:
@@ -116,7 +116,7 @@ rule adaptive:
             "src/advrecover/device.py",
         ],
     output:
-        outs=["results/adaptive/{defence}.csv"],
+        outs=[report("results/adaptive/{defence}.csv", caption="../report/adaptive_rows.rst", category="Adaptive attacks", labels={"defence": "{defence}", "file": "{defence}.csv"})],
         metrics=["metrics/adaptive/{defence}.json"],
     log:
         "logs/adaptive/{defence}.log",
@@ -150,7 +150,7 @@ rule tables:
             "src/advrecover/metrics.py",
         ],
     output:
-        outs=["results/seen.csv", "results/unseen.csv", "results/seen.md", "results/unseen.md", "results/adaptive.csv", "results/adaptive.md"],
+        outs=[report("results/seen.csv", caption="../report/seen.rst", category="Tables", labels={"file": "seen.csv"}), report("results/unseen.csv", caption="../report/unseen.rst", category="Tables", labels={"file": "unseen.csv"}), "results/seen.md", "results/unseen.md", report("results/adaptive.csv", caption="../report/adaptive.rst", category="Tables", labels={"file": "adaptive.csv"}), "results/adaptive.md"],
         metrics=["metrics/evaluate.json"],
     log:
         "logs/tables.log",

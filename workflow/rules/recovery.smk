@@ -15,7 +15,7 @@ rule train_cae:
     output:
         outs=["models/cae/{variant}.pt"],
         metrics=["metrics/train/cae/{variant}.json"],
-        plots=["metrics/train/cae/{variant}.csv"],
+        plots=[report("metrics/train/cae/{variant}.csv", caption="../report/history.rst", category="CAE", labels={"variant": "{variant}", "file": "{variant}.csv"})],
     log:
         "logs/train_cae/{variant}.log",
     benchmark:
@@ -50,7 +50,7 @@ rule train_aae:
     output:
         outs=["models/aae/{variant}/{train_set}.pt"],
         metrics=["metrics/train/aae/{variant}/{train_set}.json"],
-        plots=["metrics/train/aae/{variant}/{train_set}.csv"],
+        plots=[report("metrics/train/aae/{variant}/{train_set}.csv", caption="../report/history.rst", category="AAE", labels={"variant": "{variant}", "train_set": "{train_set}", "file": "{train_set}.csv"})],
     log:
         "logs/train_aae/{variant}/{train_set}.log",
     benchmark:
@@ -86,7 +86,7 @@ rule train_aae_mixed:
     output:
         outs=["models/aae/{variant}/mixed.pt"],
         metrics=["metrics/train/aae/{variant}/mixed.json"],
-        plots=["metrics/train/aae/{variant}/mixed.csv"],
+        plots=[report("metrics/train/aae/{variant}/mixed.csv", caption="../report/history.rst", category="AAE", labels={"variant": "{variant}", "file": "mixed.csv"})],
     log:
         "logs/train_aae/{variant}/mixed.log",
     benchmark:

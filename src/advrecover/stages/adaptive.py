@@ -253,6 +253,7 @@ def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer:
 
     figures = {"check_unbounded": pgd_accuracy(c.unbounded_eps, c.steps),
                "check_eps_sweep": [pgd_accuracy(m * threat["eps"], c.steps) for m in sorted(c.eps_sweep)],
+               "check_eps_sweep_eps": [round(m * threat["eps"], 6) for m in sorted(c.eps_sweep)],
                "check_steps": pgd_accuracy(threat["eps"], c.steps),
                "check_doubled_steps": pgd_accuracy(threat["eps"], 2 * c.steps),
                "check_zero_gradient": {r: round(att.zero_gradient_share(r), 4) for r in robust}}

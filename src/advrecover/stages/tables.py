@@ -87,16 +87,17 @@ are those made against the standard victim.
 """
 
 
-def _label(row) -> str:
-    label = f"{row['defence']} ({row['model']})" if isinstance(row["model"], str) and row["model"] else row["defence"]
+def label(row) -> str:
+    """The adaptive row's name: the defence, its model, and whose classifier answers."""
+    name = f"{row['defence']} ({row['model']})" if isinstance(row["model"], str) and row["model"] else row["defence"]
     if row["defence"] == VICTIM_ALONE:
-        return f"{label} (victim alone)"
-    return label + OWN if row.get("classifier") == "own" else label
+        return f"{name} (victim alone)"
+    return name + OWN if row.get("classifier") == "own" else name
 
 
 def adaptive_markdown(frame: pd.DataFrame) -> str:
     """The adaptive table (accuracies, routes, worst case, flags) and its detection table."""
-    frame = frame.assign(row=frame.apply(_label, axis=1), eps=frame["eps"].map("{:.4g}".format))
+    frame = frame.assign(row=frame.apply(label, axis=1), eps=frame["eps"].map("{:.4g}".format))
     routes = [c for c in frame.columns if c.startswith("route_")]
     pct = ["clean", "transfer", *routes, "worst_case", "dr_transfer", "dr_adaptive", "detection_aware_accuracy",
            "detection_aware_dr"]
@@ -156,7 +157,7 @@ def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, a
                           for d in defences], ignore_index=True)
     _write(results_dir / "adaptive", adaptive, adaptive_markdown(adaptive))
     for _, r in adaptive.iterrows():
-        summary["adaptive"].setdefault(_label(r), {})[r["threat"]] = {
+        summary["adaptive"].setdefault(label(r), {})[r["threat"]] = {
             "worst_case": round(float(r["worst_case"]), 6), "flags": r["flags"] if isinstance(r["flags"], str) else ""}
     write_json(metrics_path, summary)
     return summary
