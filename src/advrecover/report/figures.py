@@ -37,6 +37,7 @@ def robust_accuracy(adaptive: pd.DataFrame, labels: list[str]):
     through its strongest gradient route at each eps of the sanity checks' sweep, and the clean
     accuracy at eps 0; the victim alone dashed. ``labels``: one legend entry per row."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: one per defence of a full table
     checked = adaptive["check_eps_sweep_eps"].fillna("").astype(str).str.startswith("[")
     scale, unit = _budget_unit(str(adaptive.loc[checked, "norm"].iloc[0]) if checked.any() else "Linf")
     for (index, row), label in zip(adaptive.iterrows(), labels):
@@ -46,12 +47,13 @@ def robust_accuracy(adaptive: pd.DataFrame, labels: list[str]):
         accuracy = [row["clean"], *json.loads(row["check_eps_sweep"])]
         alone = row["defence"] == VICTIM_ALONE
         ax.plot(np.array(eps) * scale, np.array(accuracy) * 100, marker="o", label=label,
-                color="black" if alone else None, linestyle="--" if alone else "-", linewidth=2.5 if alone else 1.5)
+                color="black" if alone else colours[index % len(colours)], linestyle="--" if alone else "-",
+                linewidth=2.5 if alone else 1.5)
     if checked.any():
         ax.axvline(float(adaptive.loc[checked, "eps"].iloc[0]) * scale, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel=unit, ylabel="robust accuracy (%)", ylim=(-2, 102),
            title="Robust accuracy against the budget (PGD through each defence; dotted: the threat's eps)")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return fig
 

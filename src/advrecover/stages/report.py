@@ -81,9 +81,9 @@ def grid_figure(cfg: ReportConfig, evaluated: Evaluated, *, pool_path, adversari
     """The image grid: seeded test images, every attack, every defence recovering ``cfg.attack``."""
     pool = read_pool(pool_path)
     rows = grid.rows(len(pool.labels), cfg.images, seed)
-    attacked = {}
+    attacked, victim_checksum = {}, sha256_file(victim_path)
     for a in evaluated.columns:
-        s = read_adversarial(Path(adversarial_dir) / f"{a}.h5", sha256_file(victim_path), pool.attrs["checksum"])
+        s = read_adversarial(Path(adversarial_dir) / f"{a}.h5", victim_checksum, pool.attrs["checksum"])
         if not np.array_equal(s.pool_index[rows], rows):
             raise ValueError(f"{adversarial_dir}/{a}.h5: does not hold the whole pool in order; re-run its attack stages")
         attacked[a] = to_tensor(s.float_images[rows])
@@ -149,7 +149,8 @@ def run(*, cfg: ReportConfig, evaluated: Evaluated, histories: dict, artifacts: 
         accuracy, others = protocol_tables(tables[name], f"{name}.csv", evaluated.columns, tables["adaptive"])
         protocols.append({"name": name, "title": TITLES_BY_PROTOCOL[name], "accuracy": accuracy, "others": others})
     html = page.render(
-        params_file=str(params_path), revision=provenance.revision(), adaptive_note=ADAPTIVE_NOTE,
+        params_file=str(params_path), revision=provenance.revision(),
+        adaptive_note=ADAPTIVE_NOTE + " (seconds_per_100, a timing, is in results/adaptive.md only.)",
         adaptive=page.adaptive_table(tables["adaptive"], labels), protocols=protocols, figures=drawn,
         grid_note=f"Rows: {cfg.images} seeded test images. Columns: the clean image, each attack's image, then each "
                   f"defence's recovery of the {cfg.attack} image. Under each cell the answer of the classifier behind "
