@@ -446,6 +446,10 @@ def test_make_report_zips_every_figure_after_either_runner(workspaces):
         assert figures == ["grid.png", "robust_accuracy.png", "training.png"]
         assert "report/report.html" in names and all(any(n.endswith("/" + f) for n in names) for f in figures), names
         assert "results/report.zip" not in sh(["python", "-m", "advrecover.outputs", "stale"], ws).stdout
+    import json
+
+    shown = json.loads(sh(["dvc", "plots", "show", "--json"], workspaces[1]).stdout)["data"]
+    assert {f"results/figures/{f}" for f in figures} <= set(shown)  # the figures are DVC plots too
 
 
 def test_ablation_writes_one_row_per_setting(workspaces, tmp_path):

@@ -76,7 +76,7 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     shards = len(paper()["attack"]["shards"])
     assert counts == {"sample": 1, "victim": 1, "attack": 2 * 7 * shards, "attack_merge": 2 * 7, "train_cae": 1,
                       "train_aae": 7, "train_aae_mixed": 1, "evaluate": 13, "adaptive": 13, "train_purifier": 2,
-                      "victim_robust": 1, "train_ssl": 3, "tables": 1}
+                      "victim_robust": 1, "train_ssl": 3, "tables": 1, "report": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
 
