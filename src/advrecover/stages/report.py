@@ -26,7 +26,7 @@ from ..data.tensors import to_tensor
 from ..io import atomic_path, sha256_file
 from ..models import victim as victims
 from ..report import figures, grid, page, provenance
-from .tables import ADAPTIVE_NOTE, TITLES, label as row_label
+from .tables import ADAPTIVE_NOTE, PROTOCOL_TITLES, TITLES, label as row_label
 
 log = logging.getLogger(__name__)
 FIGURES = ("robust_accuracy", "grid", "training")
@@ -147,7 +147,7 @@ def run(*, cfg: ReportConfig, evaluated: Evaluated, histories: dict, artifacts: 
     protocols = []
     for name in ("seen", "unseen"):
         accuracy, others = protocol_tables(tables[name], f"{name}.csv", evaluated.columns, tables["adaptive"])
-        protocols.append({"name": name, "title": TITLES_BY_PROTOCOL[name], "accuracy": accuracy, "others": others})
+        protocols.append({"name": name, "title": PROTOCOL_TITLES[name], "accuracy": accuracy, "others": others})
     html = page.render(
         params_file=str(params_path), revision=provenance.revision(),
         adaptive_note=ADAPTIVE_NOTE + " (seconds_per_100, a timing, is in results/adaptive.md only.)",
@@ -162,10 +162,6 @@ def run(*, cfg: ReportConfig, evaluated: Evaluated, histories: dict, artifacts: 
         tmp.write_text(html)
     log.info("wrote %s (%d kB) and %d figures", out_path, len(html) // 1024, len(drawn))
     return drawn
-
-
-TITLES_BY_PROTOCOL = {"seen": "Seen attacks (Li, Angelov and Suri, Table II): the AAE trained on the column's attack",
-                      "unseen": "Unseen attacks (Table III): the AAE trained on another attack, drawn with the seed"}
 
 
 def workload(p: dict, job) -> list:
