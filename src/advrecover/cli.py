@@ -137,7 +137,7 @@ def _adaptive(args, p, device):
                  calibration_share=d["calibration_share"], fpr=d["fpr"], columns=p["attack"]["run"],
                  pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim,
                  victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
-                 out_path=args.out, metrics_path=args.metrics)
+                 out_path=args.out, images_path=args.images, summary_path=args.summary, metrics_path=args.metrics)
 
 
 def _tables(args, p, device):
@@ -244,6 +244,8 @@ STAGES = {
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets (the transfer images)"),
         VICTIM, MODELS, ("--out", "output CSV: this defence's rows"),
+        ("--images", "output CSV (gzip): one row per image, run and judgement draw"),
+        ("--summary", "output JSON: the leaderboard summary (clean and robust accuracy, flags)"),
         ("--metrics", "output JSON: the same rows")]),
     "tables": ("assemble every defence's rows into the result tables", _tables, [
         ("--evaluated", "directory holding <defence>/<protocol>.csv"), ("--adaptive", "directory holding <defence>.csv"),

@@ -4,9 +4,11 @@ Per image: whether the victim classifies the recovered image correctly, the shar
 recovered pixels (every channel within ``tau`` of the clean image: our reading of Li et al.'s
 "recovery ratio"), PSNR and SSIM to the clean image (scikit-image), and PSNR to the input, so
 that an identity map (high PSNR to the input) or a collapse (low PSNR to both) is visible.
-Every accuracy carries a 95% percentile-bootstrap confidence interval over the evaluated images
-(Efron and Tibshirani 1993, through ``scipy.stats.bootstrap``): the noise a reader must allow for
-when comparing two figures, or the same figure from another machine.
+Every accuracy carries a 95% interval: the exact (Clopper and Pearson 1934) interval of a
+binomial proportion where each image counts 0 or 1, a percentile bootstrap over the images
+(Efron and Tibshirani 1993) where a figure averages fractions (a mean over models or draws).
+Two defences measured on the same images are compared with the exact McNemar test (McNemar
+1947; the binomial test on the discordant pairs), never by comparing their intervals.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import binomtest, bootstrap, norm
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 PSNR_CAP = 100.0  # dB for identical images (PSNR is infinite there); keeps means finite
@@ -23,6 +25,7 @@ PROTOCOLS = ("seen", "unseen")  # Li, Angelov and Suri's Tables II and III
 PIXEL_FIELDS = ("recovery_ratio", "psnr", "ssim", "psnr_to_input")
 ACCURACIES = ("accuracy", "recovery_rate")  # the fields that get confidence intervals
 CI_LEVEL, CI_RESAMPLES = 0.95, 2000
+SIGNIFICANCE = 0.05  # the level of every paired test, and of the flags decided on one
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,12 +57,14 @@ class Scores:
     """Per-image results of one test column: ``correct`` is 1 where the victim classifies the
     recovered image correctly (a fraction where several models' results are averaged), ``clean_ok``
     where it classifies the clean image correctly, ``pixels`` the :func:`per_image` arrays,
-    ``detected`` 1 where the detector flags the input (images outside its calibration split only)."""
+    ``detected`` 1 where the detector flags the input (images outside its calibration split only),
+    ``pred`` the classifier's answer on each recovered image (a single model's cell only)."""
 
     correct: np.ndarray
     clean_ok: np.ndarray
     pixels: dict
     detected: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pred: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def mean(cls, many: list["Scores"]) -> "Scores":
@@ -82,14 +87,50 @@ def bootstrap_ci(values: np.ndarray, seed: int) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def exact_ci(k: int, n: int) -> tuple[float, float]:
+    """The exact 95% Clopper-Pearson interval of ``k`` successes in ``n`` trials (NaN when n is 0):
+    right at 0 and 1, where a bootstrap collapses to a point."""
+    if not n:
+        return float("nan"), float("nan")
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=CI_LEVEL, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+    """The 95% interval of a mean accuracy: exact where every value is 0 or 1, bootstrap otherwise."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isin(values, (0.0, 1.0)).all():
+        return exact_ci(int(values.sum()), len(values))
+    return bootstrap_ci(values, seed)
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value of paired per-image outcomes ``a`` and ``b`` (booleans on
+    the same images): the binomial test of the discordant pairs at 1/2 (1.0 when none differ)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def mcnemar_images(difference: float, discordant: float, power: float = 0.8) -> int:
+    """Images a paired comparison needs to find ``difference`` in accuracy significant (two-sided,
+    level :data:`SIGNIFICANCE`) with ``power``, when a share ``discordant`` of images differ between
+    the two defences (Connor 1987's normal approximation of McNemar's test)."""
+    za, zb = norm.ppf(1 - SIGNIFICANCE / 2), norm.ppf(power)
+    root = za * np.sqrt(discordant) + zb * np.sqrt(discordant - difference ** 2)
+    return int(np.ceil(root ** 2 / difference ** 2))
+
+
 def summarise(scores: Scores, seed: int = 0) -> dict:
     """Column figures: accuracy on recovered images; recovery rate = among images the victim gets
-    right when clean, the share it gets right after recovery (each with its CI); means of the
-    pixel metrics."""
+    right when clean, the share it gets right after recovery (each with its :func:`interval`);
+    means of the pixel metrics."""
     rate = scores.correct[scores.clean_ok]
     out = {"n": int(len(scores.correct))}
     for field, values in zip(ACCURACIES, (scores.correct, rate)):
-        low, high = bootstrap_ci(values, seed)
+        low, high = interval(values, seed)
         out.update({field: float(np.mean(values)) if len(values) else float("nan"),
                     f"{field}_ci_low": low, f"{field}_ci_high": high})
     out.update({k: float(np.mean(v)) if len(v) else float("nan") for k, v in scores.pixels.items()})

@@ -3,31 +3,18 @@ randomness. Thresholds come from the same model in the same test, never from sto
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from advrecover import adaptive, defences, inference
 from advrecover.adaptive.routes import Defended, routes_for
-from advrecover.stages.adaptive import AdaptiveConfig, Attacker, Data, DetectionAware
-from advrecover.adaptive.checks import Checks
 
-from adaptive.constructed import Identity, Quantise, RandomGradient
+from adaptive.constructed import LINF, PGD, Identity, InvertedQuantise, Quantise, RandomGradient, attacker
 
-LINF = {"norm": "Linf", "eps": 16 / 255}
-PGD = {"method": "pgd", "steps": 10}
-
-
-def attacker(victim_and_images, defence, random=False, eot=1, differentiable=True):
-    model, x, y = victim_and_images
-    cfg = AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=64, eot=eot, threats={"linf": LINF},
-                         attacks={"pgd": PGD}, detection_aware=DetectionAware(steps=2, weight=1.0),
-                         checks=Checks(steps=2, eps_sweep=(0.5, 1.0), unbounded_eps=1.0, unbounded_max_accuracy=0.05,
-                                       steps_margin=0.05, tolerance=0.02))
-    needs = {"differentiable": differentiable, "random": random, "surrogate": False}
-    return Attacker(inference.prepare(model, "cpu"), defence, needs, Data(x, y, {}, x[:4]), cfg, 0, "cpu")
 
 
 def accuracy(att, route):
-    return float(att.correct(att.attack(route, PGD, LINF)).float().mean())
+    return float(att.judge(att.attack(route, PGD, LINF)).robust.mean())
 
 
 class VictimAlone(torch.nn.Module):
@@ -59,9 +46,9 @@ def test_identity_defence_equals_the_victim_alone(victim_and_images):
 
 def test_gradient_masking_resists_the_exact_gradient_but_falls_to_bpda(victim_and_images):
     att = attacker(victim_and_images, Quantise(), differentiable=True)
-    clean = float(att.correct(att.data.x).float().mean())
+    clean = float(att.clean.ok.mean())
     full, bpda = accuracy(att, "full"), accuracy(att, "bpda")
-    assert att.zero_gradient_share("full") == 1.0 and att.zero_gradient_share("bpda") == 0.0
+    assert (att.gradient_norms(att.model("full")) == 0).all() and (att.gradient_norms(att.model("bpda")) > 0).all()
     assert full > 0.8 * clean  # a zero gradient leaves PGD only its random start
     assert bpda < full / 2     # the identity backward finds what the masked gradient hides
 
@@ -81,17 +68,18 @@ def test_routes_follow_the_declared_traits():
 
 def test_the_stage_flags_a_masking_defence(victim_and_images):
     """Through the stage's own code: the exact route of a quantising defence is flagged twice,
-    for its zero gradient and for ending above the transfer accuracy (here: the clean accuracy,
-    as no transfer image is given)."""
-    from advrecover.stages.adaptive import check_flags, route_figures
+    for its zero gradient and for ending above the transfer images (here: transfer images that
+    fool half the images, as a transfer attack might)."""
+    from advrecover.stages.adaptive import attack_runs, flags_of, gradient_check, gradient_route
 
+    x = victim_and_images[1]
     att = attacker(victim_and_images, Quantise())
-    clean_ok = att.correct(att.data.x)
-    robust, strongest = route_figures(att, clean_ok, LINF)
-    transfer = float(clean_ok.float().mean()) - 0.5  # as if a transfer attack had reached this
-    flags, figures = check_flags(att, strongest["route"], LINF, robust, transfer)
+    runs, _ = attack_runs(att, LINF)
+    transfer = att.clean.ok & (np.arange(len(x)) >= len(x) // 2)
+    gradient_flags, figures = gradient_check(att, ["full", "bpda"])
+    flags = flags_of(att, runs, transfer, {}, None) + [f for f in gradient_flags if f]
     assert figures["check_zero_gradient"] == {"full": 1.0, "bpda": 0.0}
-    assert strongest["route"] == "bpda"
+    assert gradient_route(att, runs) == "bpda"
     assert {"zero_gradient_full", "weak_full"} <= set(flags) and "zero_gradient_bpda" not in flags
 
 
@@ -105,3 +93,27 @@ def test_attacks_leave_the_victim_in_eval_mode_and_unchanged(victim_and_images):
     adaptive.build(PGD, composite, "Linf", 8 / 255)(x, y)
     assert not victim.training and not composite.training
     assert all(torch.equal(before[k], v) for k, v in victim.state_dict().items())
+
+
+def flags_through_the_stage(victim_and_images, defence, classifier=None):
+    """The flags the stage raises for ``defence`` (attacked with APGD through every route and Square)."""
+    from advrecover.stages.adaptive import attack_runs, flags_of
+
+    model, x, y = victim_and_images
+    attacks = {"apgd": {"method": "apgd", "loss": "ce", "steps": 10},
+               "square": {"method": "square", "n_queries": 300}}
+    att = attacker((classifier or model, x, y), defence, attacks=attacks)
+    runs, _ = attack_runs(att, LINF)
+    return flags_of(att, runs, att.clean.ok, {}, None), att, runs
+
+
+def test_square_beating_every_gradient_route_flags_masking(victim_and_images):
+    """A defence that masks the exact gradient (quantisation) and misleads BPDA (an inversion its own
+    classifier undoes) resists every gradient route; Square, which only queries, does not."""
+    model = inference.prepare(victim_and_images[0], "cpu")
+    defence = InvertedQuantise(model)
+    flags, att, runs = flags_through_the_stage(victim_and_images, defence, defence.classifier)
+    accuracy = {(r.route, r.attack): float((att.clean.ok & r.ok).mean()) for r in runs}
+    assert accuracy["forward", "square"] < min(accuracy["full", "apgd"], accuracy["bpda", "apgd"]) - 0.2
+    assert "gradient_free_stronger" in flags
+    assert "gradient_free_stronger" not in flags_through_the_stage(victim_and_images, Identity())[0]

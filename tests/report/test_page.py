@@ -42,7 +42,7 @@ def test_protocol_table_rows_average_and_the_adaptive_worst_case_side_by_side():
     assert none_cells[4].text == "\u2014"  # no adaptive row for it in ``worst``
     assert [c.best for c in none_cells[:4]] == [True, False, False, False]
     assert [c.best for c in cells[:4]] == [False, True, True, True]
-    assert cells[0].title == "95% interval 85.0\u201395.0"
+    assert cells[0].note == "[85.0, 95.0]"  # its 95% interval under the number
 
 
 def test_ties_are_all_marked_and_lower_is_better_fields_are_not():
@@ -56,7 +56,9 @@ def test_the_page_inlines_its_images_and_fetches_nothing():
     table = page.protocol_table(frame(), "seen.csv", "accuracy", ["clean", "fgsm", "pgd"], {})
     adaptive = {"header": ["threat"], "body": [("none (victim alone)", [page.Cell("linf")])]}
     png = b"\x89PNG\r\n\x1a\n"
-    html = page.render(params_file="params.yaml", revision="abc", adaptive_note="note", adaptive=adaptive,
+    pairs = [page.pairs_table(pd.DataFrame([{"threat": "linf", "row_a": "none", "row_b": "nrp", "difference": -0.5,
+                                             "p": 0.001}]), "linf", ["none", "nrp"])]
+    html = page.render(params_file="params.yaml", revision="abc", adaptive_note="note", adaptive=adaptive, pairs=pairs,
                        protocols=[{"name": "seen", "title": "Seen", "accuracy": table, "others": [("PSNR", table)]}],
                        figures={"robust_accuracy": png, "grid": png, "training": png}, grid_note="rows",
                        ablations=[{"title": "Fig. 4", "command": "make ablation-lambda", "csv": "x.csv", "png": None}],
@@ -64,7 +66,19 @@ def test_the_page_inlines_its_images_and_fetches_nothing():
                                                            ("data/adversarial/test/pgd.h5", "1" * 64, 20, True)],
                        params_text="seed: 0 <b>")
     assert "http://" not in html and "https://" not in html
+    assert '<td class=" significant">-50.0*<br><small class="ci">p=0.001</small></td>' in html
     assert html.count('src="data:image/png;base64,iVBORw0KGgo') == 3
     assert 'class="best ' in html and 'data-row="3,4,5"' in html
     assert "make ablation-lambda" in html and "seed: 0 &lt;b&gt;" in html  # escaped
     assert '<span class="volatile">abc</span>' in html and '<code class="volatile">' + "1" * 64 in html
+
+
+def test_the_pair_matrix_reads_row_minus_column_both_ways_and_marks_significance():
+    pairs = pd.DataFrame([{"threat": "linf", "row_a": "a", "row_b": "b", "difference": 0.125, "p": 0.02},
+                          {"threat": "linf", "row_a": "a", "row_b": "c", "difference": 0.01, "p": 0.9},
+                          {"threat": "l2", "row_a": "a", "row_b": "b", "difference": 0.5, "p": 0.0}])
+    table = page.pairs_table(pairs, "linf", ["a", "b", "c"])
+    (_, a), (_, b), (_, c) = table["body"]
+    assert a[1].text == "+12.5*" and a[1].note == "p=0.02" and a[1].css == "significant"
+    assert b[0].text == "-12.5*" and c[0].text == "-1.0" and c[0].css == ""  # not significant: no ranking
+    assert a[0].text == b[2].text == "\u2014"  # itself, and a pair not compared (b, c)

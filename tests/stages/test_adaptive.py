@@ -22,16 +22,23 @@ def test_a_per_defence_budget_replaces_the_keys_it_names():
 
 
 def row(defence: str, worst: float, seconds: float) -> dict:
+    figures = {"clean": 1.0, "transfer": 0.9, "route_full": 0.8, "route_bpda": worst, "gradient_free": 0.85,
+               "worst_case": worst}
     return {"defence": defence, "model": "", "classifier": "victim", "threat": "linf", "norm": "Linf", "eps": 0.03,
-            "n": 50, "eot": 2, "clean": 1.0, "transfer": 0.9, "route_full": 0.8, "route_bpda": worst,
-            "worst_case": worst, "strongest": "apgd_ce via bpda", "dr_transfer": 0.1, "dr_adaptive": 0.1,
-            "detection_aware_accuracy": 0.5, "detection_aware_dr": 0.0, "flags": "", "seconds_per_100": seconds}
+            "n": 50, "draws": 10, "eot": 2, "attacks": "apgd_ce(20) square(1000q)",
+            **{k: v for f, a in figures.items() for k, v in ((f, a), (f"{f}_lo", a - 0.1), (f"{f}_hi", a + 0.05))},
+            "worst_case_mean": worst + 0.1, "vs_none": 0.1, "vs_none_p": 0.03, "strongest": "apgd_ce via bpda",
+            "dr_transfer": 0.1, "dr_adaptive": 0.1, "joint_adaptive": 0.2, "detection_aware_accuracy": 0.5,
+            "detection_aware_dr": 0.0, "joint_detection_aware": 0.1, "flags": "", "checked": True,
+            "forwards_per_image": 1234.0, "seconds_per_100": seconds}
 
 
 def test_the_adaptive_table_has_a_cost_column_that_only_timing_may_change(tmp_path):
     frames = [pd.DataFrame([row("none", 0.5, 0.01), row("reversal_contrastive", 0.7, s)]) for s in (0.86, 12.5)]
     texts = [adaptive_markdown(f) for f in frames]
     assert "seconds_per_100" in texts[0] and "12.50" in texts[1] and "| 2 " in texts[0]  # cost and eot shown
+    assert "| 10 " in texts[0] and "apgd_ce(20) square(1000q)" in texts[0]  # draws, and the row's attacks
+    assert "70.0 [60.0, 75.0]" in texts[0] and "+10.0 (p=0.03)*" in texts[0]  # interval; significant vs none
     for suffix, write in ((".md", lambda f, t, p: p.write_text(t)), (".csv", lambda f, t, p: f.to_csv(p, index=False))):
         paths = [tmp_path / f"{k}{suffix}" for k in "ab"]
         for f, t, p in zip(frames, texts, paths):

@@ -75,7 +75,7 @@ def test_markdown_is_shaped_like_table_ii():
     header = next(line for line in text.splitlines() if line.startswith("| defence"))
     assert [c.strip() for c in header.strip("|").split("|")] == ["defence", "Clean", "fgsm", "pgd", "Average"]
     none_row = next(line for line in text.splitlines() if line.startswith("| none"))
-    assert [c.strip() for c in none_row.strip("|").split("|")][1:] == ["10.0 ± 0.0", "10.0 ± 0.0", "10.0 ± 0.0", "10.0"]
+    assert [c.strip() for c in none_row.strip("|").split("|")][1:] == ["10.0 [10.0, 10.0]"] * 3 + ["10.0"]
 
 
 def test_markdown_shows_each_accuracy_with_its_interval():
@@ -85,11 +85,12 @@ def test_markdown_shows_each_accuracy_with_its_interval():
     scores = M.Scores(correct.astype(float), np.ones(200, bool), {k: np.zeros(200) for k in M.PIXEL_FIELDS})
     rows = evaluate.table_rows("seen", "none", {"method": "none"}, ["fgsm"], ["fgsm"], 0, lambda *a: scores)
     row = rows[0]
-    assert row["accuracy_ci_low"] < row["accuracy"] < row["accuracy_ci_high"]
+    assert (row["accuracy_ci_low"], row["accuracy_ci_high"]) == M.exact_ci(int(correct.sum()), 200)  # 0 or 1 per image
     half = 50 * (row["accuracy_ci_high"] - row["accuracy_ci_low"])
     assert 4 < half < 9  # the normal approximation gives 1.96 * sqrt(0.7 * 0.3 / 200) = 6.4 points
     text = tables.markdown(pd.DataFrame(rows), ["fgsm"], "Seen")
-    assert f"{100 * row['accuracy']:.1f} ± {half:.1f}" in text
+    low, high = 100 * row["accuracy_ci_low"], 100 * row["accuracy_ci_high"]
+    assert f"{100 * row['accuracy']:.1f} [{low:.1f}, {high:.1f}]" in text
 
 
 def test_a_random_defence_gives_the_same_cell_whatever_ran_before():

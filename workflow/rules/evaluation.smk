@@ -44,7 +44,7 @@ rule evaluate:
             "src/advrecover/device.py",
         ],
     output:
-        outs=[report("results/defences/{defence}/seen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "seen.csv"}), report("results/defences/{defence}/unseen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "unseen.csv"})],
+        outs=[report("results/defences/{defence}/seen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "seen.csv"}), report("results/defences/{defence}/unseen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "unseen.csv"}), "results/defences/{defence}/images.csv.gz"],
     log:
         "logs/evaluate/{defence}.log",
     benchmark:
@@ -86,6 +86,8 @@ rule adaptive:
             "src/advrecover/adaptive/methods.py",
             "src/advrecover/adaptive/routes.py",
             "src/advrecover/adaptive/checks.py",
+            "src/advrecover/adaptive/outcomes.py",
+            "src/advrecover/metrics.py",
             "src/advrecover/detection.py",
             "src/advrecover/inference.py",
             "src/advrecover/defences/__init__.py",
@@ -116,7 +118,7 @@ rule adaptive:
             "src/advrecover/device.py",
         ],
     output:
-        outs=[report("results/adaptive/{defence}.csv", caption="../report/adaptive_rows.rst", category="Adaptive attacks", labels={"defence": "{defence}", "file": "{defence}.csv"})],
+        outs=[report("results/adaptive/{defence}.csv", caption="../report/adaptive_rows.rst", category="Adaptive attacks", labels={"defence": "{defence}", "file": "{defence}.csv"}), "results/adaptive/{defence}.images.csv.gz", "results/adaptive/{defence}.json"],
         metrics=["metrics/adaptive/{defence}.json"],
     log:
         "logs/adaptive/{defence}.log",
@@ -137,7 +139,7 @@ rule adaptive:
     wildcard_constraints:
         defence=choices(config["evaluate"]["defences"]),
     shell:
-        "advrecover adaptive --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/adaptive/{wildcards.defence}.csv --metrics metrics/adaptive/{wildcards.defence}.json --log logs/adaptive/{wildcards.defence}.log"
+        "advrecover adaptive --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/adaptive/{wildcards.defence}.csv --images results/adaptive/{wildcards.defence}.images.csv.gz --summary results/adaptive/{wildcards.defence}.json --metrics metrics/adaptive/{wildcards.defence}.json --log logs/adaptive/{wildcards.defence}.log"
 
 
 rule tables:
@@ -150,7 +152,7 @@ rule tables:
             "src/advrecover/metrics.py",
         ],
     output:
-        outs=[report("results/seen.csv", caption="../report/seen.rst", category="Tables", labels={"file": "seen.csv"}), report("results/unseen.csv", caption="../report/unseen.rst", category="Tables", labels={"file": "unseen.csv"}), "results/seen.md", "results/unseen.md", report("results/adaptive.csv", caption="../report/adaptive.rst", category="Tables", labels={"file": "adaptive.csv"}), "results/adaptive.md"],
+        outs=[report("results/seen.csv", caption="../report/seen.rst", category="Tables", labels={"file": "seen.csv"}), report("results/unseen.csv", caption="../report/unseen.rst", category="Tables", labels={"file": "unseen.csv"}), "results/seen.md", "results/unseen.md", report("results/adaptive.csv", caption="../report/adaptive.rst", category="Tables", labels={"file": "adaptive.csv"}), "results/adaptive.md", "results/adaptive_pairs.csv"],
         metrics=["metrics/evaluate.json"],
     log:
         "logs/tables.log",

@@ -6,6 +6,7 @@ rule report:
         seen="results/seen.csv",
         unseen="results/unseen.csv",
         adaptive="results/adaptive.csv",
+        adaptive_pairs="results/adaptive_pairs.csv",
         victim_train="metrics/victim_train.csv",
         victim_robust_train="metrics/victim_robust_train.csv",
         train=outputs_under("metrics/train"),

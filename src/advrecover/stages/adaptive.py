@@ -6,22 +6,25 @@ one of the set nearest the threat model) and each threat model of ``adaptive.thr
 seeded subset of the evaluated pool outside the detection calibration split:
 
 * transfer: the stored adversarial images (made against the bare victim) within the budget;
-* every gradient route that applies (:mod:`advrecover.adaptive.routes`) x every attack of
-  ``adaptive.attacks``, with EOT (``adaptive.eot`` samples) when the defence is random;
-* worst case: an image counts as robust only if it is classified correctly clean, under every
-  transfer image in budget and under every route and attack;
-* the detection rate of the transfer images, of the strongest adaptive attack's images, and of a
-  PGD that also keeps the detection score under the threshold (``adaptive.detection_aware``);
+* every gradient route that applies (:mod:`advrecover.adaptive.routes`) x every gradient attack
+  of ``adaptive.attacks``, with EOT (``adaptive.eot`` samples) when the defence is random; each
+  gradient-free attack (Square) once, through the defence's real forward pass;
+* judgement (:mod:`advrecover.adaptive.outcomes`): a random defence answers each image in
+  ``adaptive.draws`` fresh draws and counts as robust only if every draw is right (the mean over
+  draws beside it), in the same batches as it was attacked; every image is attacked;
+* worst case: an image counts as robust only if it is classified correctly clean and under every
+  run within the budget: transfer, every route and attack, the sanity checks' runs at eps no
+  larger than the threat's, the detection-aware attack;
+* detection rates over perturbed images only, and the joint success (misclassified, not flagged);
 * the sanity checks of :mod:`advrecover.adaptive.checks` on the first threat model;
-* the cost of the defended answer: seconds per 100 images on this machine (a timing: it differs
-  from run to run), since a test-time optimisation multiplies the inference cost.
+* the cost of the defended answer: seconds per 100 images on this machine (a timing), and the
+  forward passes per image that the whole row spent.
 
-``adaptive.per_defence`` gives one defence a budget of its own (:func:`budget`): where every
-attack step runs a whole repair (the reversal), the quick profile attacks fewer images with
-fewer steps rather than leaving the defence out.
-
-A defence with its own classifier (adversarial training) is attacked through that classifier.
-Writes ``results/adaptive/<defence>.csv`` (one row per model and threat) and its metrics JSON.
+``adaptive.per_defence`` gives one defence a budget of its own (:func:`budget`); the ``attacks``
+column names each row's attacks and their steps. A defence with its own classifier (adversarial
+training) is attacked through that classifier. Writes ``results/adaptive/<defence>.csv`` (one
+row per model and threat, every accuracy with its exact 95% interval), the per-image records
+``<defence>.images.csv.gz``, the leaderboard summary ``<defence>.json`` and the metrics JSON.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ import torch
 from .. import adaptive, defences, detection, inference, scale
 from .. import params as params_mod
 from ..adaptive import checks
-from ..adaptive.methods import DetectionAwarePGD
+from ..adaptive import outcomes as O
+from ..adaptive.methods import DetectionAwarePGD, every_image
 from ..adaptive.routes import Defended, routes_for
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
@@ -63,13 +67,15 @@ class DetectionAware:
 class AdaptiveConfig:
     """The ``adaptive`` params: ``n`` attacked images (0: every image outside the calibration
     split), the ``train_sets`` whose models a per-attack defence is attacked in, ``batch_size``,
-    ``eot`` gradient samples for random defences, ``threats`` (name -> norm Linf | L2 and eps),
-    ``attacks`` (instances of :mod:`advrecover.adaptive`), ``detection_aware`` and ``checks``."""
+    ``eot`` gradient samples and ``draws`` judgement draws for random defences, ``threats`` (name ->
+    norm Linf | L2 and eps), ``attacks`` (instances of :mod:`advrecover.adaptive`),
+    ``detection_aware`` and ``checks``."""
 
     n: int
     train_sets: tuple[str, ...]
     batch_size: int
     eot: int
+    draws: int
     threats: dict
     attacks: dict
     detection_aware: DetectionAware
@@ -79,12 +85,13 @@ class AdaptiveConfig:
 @dataclass(frozen=True)
 class Data:
     """The attacked subset: clean images ``x``, ``labels``, the stored ``transfer`` images of each
-    column, and the clean calibration images of the detector."""
+    column, the clean calibration images of the detector, and the pool ``index`` of each image."""
 
     x: torch.Tensor
     labels: torch.Tensor
     transfer: dict
     calibration: torch.Tensor
+    index: np.ndarray
 
 
 def budget(section: dict, defence: str) -> dict:
@@ -121,76 +128,96 @@ def load_data(*, pool_path, adversarial_dir, columns: list[str], victim_checksum
             raise ValueError(f"{adversarial_dir}/{column}.h5: does not hold the whole pool in order")
         transfer[column] = to_tensor(s.float_images[rest])
     return Data(to_tensor(pool.images[rest]), torch.from_numpy(pool.labels[rest]), transfer,
-                to_tensor(pool.images[calibration]))
+                to_tensor(pool.images[calibration]), rest)
 
 
 def batched(fn, *tensors, batch_size: int) -> torch.Tensor:
-    """``fn`` over aligned batches of ``tensors``, concatenated (on the CPU)."""
+    """``fn`` over aligned batches of ``tensors``, concatenated (on the CPU). Every pass over the
+    attacked images uses these batches, so a defence whose answer depends on its batch (the
+    reversal's contrastive repair) is judged in the batches it was attacked in."""
     n = len(tensors[0])
     return torch.cat([fn(*(t[s:s + batch_size] for t in tensors)).detach().cpu() for s in range(0, n, batch_size)])
 
 
 def within(x: torch.Tensor, adv: torch.Tensor, threat: dict) -> torch.Tensor:
     """Which images of ``adv`` lie in the threat model's ball around ``x`` (float tolerance 1e-6)."""
-    delta = (adv - x).flatten(1)
-    size = delta.abs().amax(1) if threat["norm"] == "Linf" else delta.norm(dim=1)
-    return size <= threat["eps"] + 1e-6
+    return torch.from_numpy(O.norms(x, adv, threat["norm"]) <= threat["eps"] + 1e-6)
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The torch seed of judgement draw ``draw``: fresh, not the attacks' seed."""
+    return int(np.random.SeedSequence([seed, 26, draw]).generate_state(1)[0])
 
 
 class Attacker:
-    """Runs attacks on one defended model and answers through the defence's real forward pass."""
+    """Runs attacks on one defended model and judges their images through the defence's real
+    forward pass; counts the defended model's forward passes (``forwards``, images)."""
 
     def __init__(self, victim, defence, needs: dict, data: Data, cfg: AdaptiveConfig, seed: int, device):
         self.victim, self.defence, self.needs, self.data = victim, defence, needs, data
         self.cfg, self.seed, self.device = cfg, seed, device
-        self.answer = Defended(victim, defence, "full")
-        self.eot = cfg.eot if needs["random"] else 1
+        self.random = bool(needs["random"])
+        self.eot = cfg.eot if self.random else 1
+        self.draws = cfg.draws if self.random else 1
+        self.forwards = 0
+
+    def model(self, route: str) -> Defended:
+        """The defended model with the gradient of ``route``, its forward passes counted."""
+        model = Defended(self.victim, self.defence, route)
+        model.register_forward_hook(self._count)
+        return model
+
+    def _count(self, _module, inputs, _output) -> None:
+        self.forwards += len(inputs[0])
 
     @cached_property
-    def _clean(self) -> tuple[torch.Tensor, float]:
+    def clean(self) -> O.Run:
+        """The clean images' judgement (once per model), timed for :attr:`seconds_per_100`."""
         start = time.perf_counter()
-        ok = self.correct(self.data.x)
-        return ok, 100 * (time.perf_counter() - start) / max(len(self.data.x), 1)
-
-    @property
-    def clean_ok(self) -> torch.Tensor:
-        """Per image: is the clean image classified correctly through the defence (once per model)."""
-        return self._clean[0]
+        run = self.run("clean", "", "clean", {"norm": "Linf", "eps": 0.0}, self.data.x)
+        self._seconds = 100 * (time.perf_counter() - start) / max(len(self.data.x) * self.draws, 1)
+        return run
 
     @property
     def seconds_per_100(self) -> float:
-        """Wall time of that clean pass (recovery and classification) per 100 images, this machine."""
-        return self._clean[1]
+        """Wall time of one clean draw (recovery and classification) per 100 images, this machine."""
+        _ = self.clean  # the timed pass
+        return self._seconds
 
-    def correct(self, images: torch.Tensor) -> torch.Tensor:
-        """Per image: does the defended victim classify ``images`` correctly (seeded for random defences)?"""
-        torch.manual_seed(self.seed)
+    def judge(self, images: torch.Tensor) -> O.Judged:
+        """The defended victim's answers on ``images`` in each judgement draw."""
+        answer, preds = self.model("full"), []
         with torch.no_grad():
-            pred = batched(lambda x: self.answer(x.to(self.device)).argmax(1), images,
-                           batch_size=self.cfg.batch_size)
-        return pred == self.data.labels
+            for d in range(self.draws):
+                torch.manual_seed(draw_seed(self.seed, d))
+                preds.append(batched(lambda x: answer(x.to(self.device)).argmax(1), images,
+                                     batch_size=self.cfg.batch_size))
+        pred = torch.stack(preds, 1).numpy()
+        return O.Judged(pred == self.data.labels.numpy()[:, None], pred)
+
+    def run(self, kind: str, route: str, attack: str, threat: dict, adv: torch.Tensor) -> O.Run:
+        """The judged outcome of the images ``adv``."""
+        return O.Run(kind, route, attack, threat["eps"], O.norms(self.data.x, adv, threat["norm"]),
+                     within(self.data.x, adv, threat).numpy(), self.judge(adv))
 
     def attack(self, route: str, spec: dict, threat: dict, eot: int | None = None) -> torch.Tensor:
         """The adversarial images of one attack instance through ``route`` (``eot`` samples per
-        step: the defence's default unless given)."""
-        model = Defended(self.victim, self.defence, route)
-        atk = adaptive.build(spec, model, threat["norm"], threat["eps"], eot or self.eot)
+        step: the defence's default unless given); every image attacked when the defence is random."""
+        atk = adaptive.build(spec, self.model(route), threat["norm"], threat["eps"], eot or self.eot)
+        form = every_image(spec["method"]) if self.random else (lambda a, x, y: a(x, y))
         torch.manual_seed(self.seed)
-        return batched(lambda x, y: atk(x.to(self.device), y.to(self.device)), self.data.x, self.data.labels,
+        return batched(lambda x, y: form(atk, x.to(self.device), y.to(self.device)), self.data.x, self.data.labels,
                        batch_size=self.cfg.batch_size)
 
-    def zero_gradient_share(self, route: str) -> float:
-        """Share of images whose input gradient of the cross-entropy through ``route`` is exactly zero."""
-        model = Defended(self.victim, self.defence, route)
-
+    def gradient_norms(self, model) -> np.ndarray:
+        """Per image: the norm of the input gradient of the cross-entropy through ``model``."""
         def norms(x, y):
             x = x.to(self.device).requires_grad_(True)
             loss = torch.nn.functional.cross_entropy(model(x), y.to(self.device), reduction="sum")
             return torch.autograd.grad(loss, x)[0].flatten(1).norm(dim=1)
 
         torch.manual_seed(self.seed)
-        return float((batched(norms, self.data.x, self.data.labels, batch_size=self.cfg.batch_size) == 0)
-                     .float().mean())
+        return batched(norms, self.data.x, self.data.labels, batch_size=self.cfg.batch_size).double().numpy()
 
     def scores(self, images: torch.Tensor) -> np.ndarray:
         torch.manual_seed(self.seed)
@@ -199,94 +226,200 @@ class Attacker:
                            images.to(self.device), batch_size=self.cfg.batch_size).numpy()
 
 
-def transfer_figures(att: Attacker, clean_ok: torch.Tensor, threat: dict, limit: float) -> tuple[torch.Tensor, float]:
-    """Per-image robustness to every stored transfer image in budget, and their detection rate."""
-    ok, flagged = clean_ok.clone(), []
-    for column, adv in att.data.transfer.items():
-        inside = within(att.data.x, adv, threat)
-        if inside.any():
-            ok &= att.correct(adv) | ~inside
-            flagged.append(att.scores(adv[inside]))
-    return ok, detection.rate(np.concatenate(flagged) if flagged else np.zeros(0), limit)
+def gradient_free(spec: dict) -> bool:
+    """Does this attack instance search without gradients (queries the real forward pass only)?"""
+    return adaptive.REGISTRY.trait(spec["method"], "gradient_free", False)
 
 
-def route_figures(att: Attacker, clean_ok: torch.Tensor, threat: dict) -> tuple[dict, dict]:
-    """Per route: per-image robustness to every attack; and the images of the single strongest attack."""
-    robust, strongest, best = {}, {}, None
-    for route in routes_for(att.needs["differentiable"], att.needs["surrogate"]):
-        robust[route] = clean_ok.clone()
-        for name, spec in att.cfg.attacks.items():
-            if att.eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2":
-                log.info("skipping %s under L2 for a random defence (no EOT form in torchattacks)", name)
-                continue
-            adv = att.attack(route, spec, threat)
-            ok = clean_ok & att.correct(adv)
-            robust[route] &= ok
-            log.info("%s %s via %s: accuracy %.3f", threat["norm"], name, route, float(ok.float().mean()))
-            if best is None or ok.float().mean() < best:
-                best, strongest = float(ok.float().mean()), {"route": route, "attack": name, "images": adv}
-    return robust, strongest
+def _budget_key(spec: dict) -> tuple[str, int]:
+    params = adaptive.REGISTRY.parameters(spec["method"])
+    key = "n_queries" if "n_queries" in params else "steps"
+    return key, spec.get(key, params.get(key))
 
 
-def detection_aware(att: Attacker, route: str, threat: dict, limit: float) -> tuple[float, float]:
-    """Accuracy and detection rate under the PGD that also keeps the detection score low."""
-    model = Defended(att.victim, att.defence, route)
-    cfg = att.cfg.detection_aware
-    atk = DetectionAwarePGD(model, lambda x: (x - model.purify(x).clamp(0, 1)).flatten(1).norm(dim=1), limit,
-                            threat["norm"], threat["eps"], cfg.steps, threat["eps"] / 4, cfg.weight)
+def describe(attacks: dict) -> str:
+    """The attacks of a row and their budgets, e.g. ``apgd_ce(20) square(1000q)``."""
+    return " ".join(f"{name}({n}{'q' if key == 'n_queries' else ''})"
+                    for name, (key, n) in ((name, _budget_key(spec)) for name, spec in attacks.items()))
+
+
+def doubled(spec: dict) -> dict:
+    """The attack instance with twice its steps (twice its queries, for a gradient-free attack)."""
+    key, n = _budget_key(spec)
+    return {**spec, key: 2 * n}
+
+
+def attack_runs(att: Attacker, threat: dict) -> tuple[list[O.Run], dict]:
+    """Every gradient attack through every route that applies and every gradient-free attack once
+    (route ``forward``): their judged runs, and their images by (route, attack)."""
+    runs, images = [], {}
+    routes = routes_for(att.needs["differentiable"], att.needs["surrogate"])
+    for name, spec in att.cfg.attacks.items():
+        plan = [("forward", "gradient_free")] if gradient_free(spec) else [(r, "attack") for r in routes]
+        if att.eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2":
+            log.info("skipping %s under L2 for a random defence (no EOT form in torchattacks)", name)
+            continue
+        for route, kind in plan:
+            adv = att.attack("full" if route == "forward" else route, spec, threat)
+            runs.append(att.run(kind, route, name, threat, adv))
+            images[route, name] = adv
+            log.info("%s %s via %s: accuracy %.3f", threat["norm"], name, route,
+                     float((att.clean.ok & runs[-1].ok).mean()))
+    return runs, images
+
+
+def strongest(att: Attacker, runs: list[O.Run]) -> O.Run | None:
+    """The single attack run with the lowest accuracy (the first on ties)."""
+    attacks = [r for r in runs if r.kind in ("attack", "gradient_free")]
+    return min(attacks, key=lambda r: (att.clean.ok & r.ok).mean()) if attacks else None
+
+
+def gradient_route(att: Attacker, runs: list[O.Run]) -> str:
+    """The gradient route with the lowest accuracy: where the checks and the detection-aware PGD run."""
+    routes = {}
+    for r in runs:
+        if r.kind == "attack":
+            routes[r.route] = routes.get(r.route, att.clean.ok) & r.ok
+    return min(routes, key=lambda route: routes[route].mean()) if routes else "bpda"
+
+
+def score_route(needs: dict) -> str:
+    """The route the detection-aware PGD differentiates the detection score through: BPDA's identity
+    backward makes ``x - recover(x)`` constant, so the exact or surrogate route where one exists."""
+    return "full" if needs["differentiable"] else "bpda_surrogate" if needs["surrogate"] else "bpda"
+
+
+def detection_aware(att: Attacker, route: str, threat: dict, limit: float) -> tuple[O.Run, torch.Tensor]:
+    """The PGD that misleads the defended victim while keeping the detection score low (EOT when random)."""
+    model, scorer, cfg = att.model(route), att.model(score_route(att.needs)), att.cfg.detection_aware
+    atk = DetectionAwarePGD(model, lambda x: (x - scorer.purify(x).clamp(0, 1)).flatten(1).norm(dim=1), limit,
+                            threat["norm"], threat["eps"], cfg.steps, threat["eps"] / 4, cfg.weight, att.eot)
     torch.manual_seed(att.seed)
     adv = batched(lambda x, y: atk(x.to(att.device), y.to(att.device)), att.data.x, att.data.labels,
                   batch_size=att.cfg.batch_size)
-    return float(att.correct(adv).float().mean()), detection.rate(att.scores(adv), limit)
+    return att.run("detection_aware", route, "detection_aware_pgd", threat, adv), adv
 
 
-def check_flags(att: Attacker, route: str, threat: dict, robust: dict, transfer: float) -> tuple[list[str], dict]:
-    """Every sanity check of :mod:`advrecover.adaptive.checks` on the strongest route: the flags
-    raised, and the figures they were decided on (recorded next to them)."""
-    c, clean_ok, done = att.cfg.checks, att.clean_ok, {}
+def detection_figures(att: Attacker, runs: dict, images: dict, limit: float) -> dict:
+    """Detection rates over the perturbed images in budget only, and the joint success of each
+    attack: the share of clean-correct images it makes misclassified without being flagged."""
+    out, clean_ok = {}, att.clean.ok
+    for name, run in runs.items():
+        if run is None:
+            out.update({f"dr_{name}": float("nan"), f"joint_{name}": float("nan")})
+            continue
+        flagged = att.scores(images[name]) > limit
+        perturbed = run.inside & (run.norms > 0)
+        out[f"dr_{name}"] = float(flagged[perturbed].mean()) if perturbed.any() else float("nan")
+        out[f"joint_{name}"] = float((~run.ok & ~flagged)[clean_ok].mean()) if clean_ok.any() else float("nan")
+    return out
 
-    def pgd_accuracy(eps: float, steps: int, eot: int | None = None) -> float:
-        if (eps, steps, eot) not in done:  # the sweep's eps x 1 is also the steps check's run (same seed)
-            adv = att.attack(route, {"method": "pgd", "steps": steps}, {**threat, "eps": eps}, eot)
-            done[eps, steps, eot] = round(float((clean_ok & att.correct(adv)).float().mean()), 4)
-        return done[eps, steps, eot]
 
-    figures = {"check_unbounded": pgd_accuracy(c.unbounded_eps, c.steps),
-               "check_eps_sweep": [pgd_accuracy(m * threat["eps"], c.steps) for m in sorted(c.eps_sweep)],
+def transfer_detection(att: Attacker, runs: list[O.Run], limit: float) -> float:
+    """Share of the perturbed transfer images in budget that the detector flags."""
+    flags = [att.scores(att.data.transfer[r.attack])[r.inside & (r.norms > 0)] > limit for r in runs]
+    flags = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
+    return float(flags.mean()) if len(flags) else float("nan")
+
+
+def check_runs(att: Attacker, route: str, threat: dict, top: O.Run) -> tuple[dict, dict]:
+    """The runs of the sanity checks through ``route``: PGD at an unbounded budget and along the eps
+    sweep, and the strongest reported attack (``top``) with doubled steps and, for a random defence,
+    doubled EOT samples. Returns them by name, and the figures they give."""
+    c, clean_ok = att.cfg.checks, att.clean.ok
+    pgd = {"method": "pgd", "steps": c.steps}
+    big = checks.unbounded_eps(threat["norm"], tuple(att.data.x.shape[1:]))
+    runs = {"unbounded": att.run("check", route, f"pgd({c.steps})", {**threat, "eps": big},
+                                 att.attack(route, pgd, {**threat, "eps": big}))}
+    for m in sorted(c.eps_sweep):
+        t = {**threat, "eps": m * threat["eps"]}
+        runs[f"sweep_{m:g}"] = att.run("check", route, f"pgd({c.steps}) x{m:g} eps", t, att.attack(route, pgd, t))
+    if top is not None:
+        spec = att.cfg.attacks[top.attack]
+        top_route = "full" if top.route == "forward" else top.route
+        runs["doubled_steps"] = att.run("check", top.route, f"{top.attack} doubled steps", threat,
+                                        att.attack(top_route, doubled(spec), threat))
+        if att.eot > 1 and not gradient_free(spec):
+            runs["doubled_eot"] = att.run("check", top.route, f"{top.attack} doubled eot", threat,
+                                          att.attack(top_route, spec, threat, 2 * att.eot))
+    acc = {k: round(float((clean_ok & r.ok).mean()), 4) for k, r in runs.items()}
+    figures = {"check_unbounded": acc["unbounded"], "check_unbounded_eps": round(big, 6),
+               "check_eps_sweep": [acc[f"sweep_{m:g}"] for m in sorted(c.eps_sweep)],
                "check_eps_sweep_eps": [round(m * threat["eps"], 6) for m in sorted(c.eps_sweep)],
-               "check_steps": pgd_accuracy(threat["eps"], c.steps),
-               "check_doubled_steps": pgd_accuracy(threat["eps"], 2 * c.steps),
-               "check_zero_gradient": {r: round(att.zero_gradient_share(r), 4) for r in robust}}
-    flags = [checks.unbounded(figures["check_unbounded"], c), checks.monotone(figures["check_eps_sweep"], c),
-             checks.converged(figures["check_steps"], figures["check_doubled_steps"], c)]
-    if att.eot > 1:  # a random defence: doubling the EOT samples must not change much either
-        figures["check_doubled_eot"] = pgd_accuracy(threat["eps"], c.steps, 2 * att.eot)
-        flags.append(checks.converged(figures["check_steps"], figures["check_doubled_eot"], c))
-    flags += checks.weak_routes({r: float(ok.float().mean()) for r, ok in robust.items()}, transfer, c)
-    flags += [checks.gradient(r, share) for r, share in figures["check_zero_gradient"].items()]
-    return [f for f in flags if f], figures
+               "check_strongest": round(float((clean_ok & top.ok).mean()), 4) if top else float("nan"),
+               "check_doubled_steps": acc.get("doubled_steps", float("nan")),
+               "check_doubled_eot": acc.get("doubled_eot", float("nan"))}
+    return runs, figures
 
 
-def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float, with_checks: bool) -> dict:
-    """One row of the adaptive table: accuracies, detection rates and flags under one threat model."""
-    clean_ok = att.clean_ok
-    transfer_ok, dr_transfer = transfer_figures(att, clean_ok, threat, limit)
-    robust, strongest = route_figures(att, clean_ok, threat)
-    worst = transfer_ok.clone()
-    for ok in robust.values():
-        worst &= ok
-    strongest_route = strongest.get("route", "bpda")
-    dr_acc, dr_rate = detection_aware(att, strongest_route, threat, limit)
-    flags, figures = check_flags(att, strongest_route, threat, robust, float(transfer_ok.float().mean())) \
-        if with_checks else ([], {})
-    return {"threat": threat_name, "norm": threat["norm"], "eps": threat["eps"], "n": len(att.data.labels),
-            "eot": att.eot, "clean": float(clean_ok.float().mean()), "transfer": float(transfer_ok.float().mean()),
-            **{f"route_{r}": float(ok.float().mean()) for r, ok in robust.items()},
-            "worst_case": float(worst.float().mean()), "strongest": f"{strongest.get('attack')} via {strongest_route}",
-            "dr_transfer": dr_transfer, "dr_adaptive": detection.rate(att.scores(strongest["images"]), limit)
-            if strongest else float("nan"), "detection_aware_accuracy": dr_acc, "detection_aware_dr": dr_rate,
-            "flags": " ".join(flags) if with_checks else "not checked",
-            **{k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for k, v in figures.items()}}
+def gradient_check(att: Attacker, routes: list[str]) -> tuple[list[str], dict]:
+    """The gradient check of every route against the bare classifier's gradient on the same images."""
+    reference = att.gradient_norms(lambda x: inference.logits(att.victim, x))
+    flags, zero, ratio = [], {}, {}
+    for route in routes:
+        norms = att.gradient_norms(att.model(route))
+        zero[route] = round(float(np.mean(norms == 0)), 4)
+        ratio[route] = round(float(np.median(norms) / max(np.median(reference), 1e-30)), 6)
+        flags.append(checks.gradient(route, norms, reference, att.cfg.checks))
+    return flags, {"check_zero_gradient": zero, "check_gradient_ratio": ratio}
+
+
+def route_outcomes(att: Attacker, runs: list[O.Run]) -> dict[str, np.ndarray]:
+    """Per gradient route: robust clean and to every attack through it."""
+    routes = dict.fromkeys(r.route for r in runs if r.kind == "attack")
+    return {route: O.all_of([r for r in runs if r.kind == "attack" and r.route == route], att.clean)
+            for route in routes}
+
+
+def flags_of(att: Attacker, runs: list[O.Run], transfer: np.ndarray, checked: dict, top: O.Run | None) -> list[str]:
+    """Every flag of a row: weak routes and a stronger gradient-free attack always; the checks' when run."""
+    c, clean_ok, routes = att.cfg.checks, att.clean.ok, route_outcomes(att, runs)
+    square = [r for r in runs if r.kind == "gradient_free"]
+    flags = checks.weak_routes(routes, transfer, c)
+    if square:
+        flags.append(checks.gradient_free(O.all_of(square, att.clean), routes, c))
+    if checked:
+        sweep = [clean_ok & checked[f"sweep_{m:g}"].ok for m in sorted(c.eps_sweep)]
+        flags += [checks.unbounded(clean_ok & checked["unbounded"].ok, c), checks.monotone(sweep, c)]
+        for key in ("doubled_steps", "doubled_eot"):
+            if key in checked:
+                flags.append(checks.converged(clean_ok & top.ok, clean_ok & checked[key].ok, c))
+    return [f for f in flags if f]
+
+
+def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float,
+                    with_checks: bool) -> tuple[dict, list[O.Run]]:
+    """One row of the adaptive table (accuracies with exact intervals, detection, flags) and its runs."""
+    att.forwards, clean = 0, att.clean
+    transfer = [att.run("transfer", "", column, threat, adv) for column, adv in att.data.transfer.items()]
+    runs, images = attack_runs(att, threat)
+    top, route = strongest(att, runs), gradient_route(att, runs)
+    aware, aware_images = detection_aware(att, route, threat, limit)
+    checked, figures = check_runs(att, route, threat, top) if with_checks else ({}, {})
+    gradient_flags, gradient_figures = gradient_check(att, list(route_outcomes(att, runs))) if with_checks \
+        else ([], {})
+    in_budget = [r for r in [*transfer, *runs, aware, *checked.values()] if r.eps <= threat["eps"] + 1e-9]
+    worst, transfer_ok = O.all_of(in_budget, clean), O.all_of(transfer, clean)
+    square = [r for r in runs if r.kind == "gradient_free"]
+    flags = flags_of(att, runs, transfer_ok, checked, top) + [f for f in gradient_flags if f]
+    top_images = images[top.route, top.attack] if top else None
+    row = {"threat": threat_name, "norm": threat["norm"], "eps": threat["eps"], "n": len(att.data.labels),
+           "draws": att.draws, "eot": att.eot, "attacks": describe(att.cfg.attacks),
+           **O.figure("clean", clean.ok), "clean_mean": float(clean.judged.correct.mean()),
+           **O.figure("transfer", transfer_ok),
+           **{k: v for r, ok in route_outcomes(att, runs).items() for k, v in O.figure(f"route_{r}", ok).items()},
+           **O.figure("gradient_free", O.all_of(square, clean) if square else np.zeros(0, dtype=bool)),
+           **O.figure("worst_case", worst), "worst_case_mean": O.mean_over_draws(in_budget, clean),
+           "strongest": f"{top.attack} via {top.route}" if top else "",
+           "dr_transfer": transfer_detection(att, transfer, limit),
+           **detection_figures(att, {"adaptive": top, "detection_aware": aware},
+                               {"adaptive": top_images, "detection_aware": aware_images}, limit),
+           **O.figure("detection_aware_accuracy", clean.ok & aware.ok),
+           "flags": " ".join(flags), "checked": with_checks,
+           **{k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+              for k, v in {**figures, **gradient_figures}.items()},
+           "forwards_per_image": round(att.forwards / max(len(att.data.labels), 1), 1)}
+    return row, [clean, *transfer, *runs, aware, *checked.values(), O.worst_case_run(worst, threat["eps"])]
 
 
 def model_sets(spec: dict, train_sets: tuple[str, ...]) -> list[str | None]:
@@ -294,50 +427,76 @@ def model_sets(spec: dict, train_sets: tuple[str, ...]) -> list[str | None]:
     return list(train_sets) if defences.trained_on_attack(spec) else [None]
 
 
+def leaderboard(defence: str, rows: list[dict]) -> dict:
+    """The RobustBench-style summary of a defence: per attacked model and threat, the fields a
+    leaderboard reads (robust accuracy = the adaptive worst case; reported = the transfer figure)."""
+    return {"defence": defence, "entries": [
+        {"model": r["model"], "threat_model": r["norm"], "eps": r["eps"], "n": r["n"], "draws": r["draws"],
+         "clean_acc": r["clean"], "robust_acc": r["worst_case"], "robust_acc_ci": [r["worst_case_lo"], r["worst_case_hi"]],
+         "robust_acc_mean_over_draws": r["worst_case_mean"], "reported": r["transfer"], "attacks": r["attacks"],
+         "eot": r["eot"], "forward_passes_per_image": r["forwards_per_image"],
+         "flags": r["flags"].split() if r["checked"] else ["not checked"] + r["flags"].split()} for r in rows]}
+
+
+def write(rows: list[dict], records: list[pd.DataFrame], defence: str, *, out_path, images_path, summary_path,
+          metrics_path) -> None:
+    """The stage's four outputs, each written atomically."""
+    with atomic_path(out_path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(images_path) as tmp:
+        pd.concat(records, ignore_index=True).to_csv(tmp, index=False, float_format="%.6g",
+                                                     compression={"method": "gzip", "mtime": 0})
+    write_json(summary_path, leaderboard(defence, rows))
+    write_json(metrics_path, {"rows": rows})
+
+
 def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: float, fpr: float,
         columns: list[str], pool_path: str | Path, adversarial_dir: str | Path, victim_path: str | Path,
         victim_cfg: victims.VictimConfig, models_dir: str | Path, seed: int, device, out_path: str | Path,
-        metrics_path: str | Path) -> list[dict]:
-    """Attack every model of ``defence`` under every threat model; write its rows and metrics."""
+        images_path: str | Path, summary_path: str | Path, metrics_path: str | Path) -> list[dict]:
+    """Attack every model of ``defence`` under every threat model; write its rows, records and summaries."""
     defences.check({defence: spec})
     adaptive.check(cfg.attacks)
     data = load_data(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns,
                      victim_checksum=sha256_file(victim_path), n=cfg.n, calibration_share=calibration_share,
                      seed=seed)
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
-    rows = []
+    rows, records = [], []
     for train_set in model_sets(spec, cfg.train_sets):
         model = defences.build(spec, models_dir, train_set, victim).to(device)
         classifier = victim if model.classifier is None else inference.prepare(model.classifier, device)
         att = Attacker(classifier, model, defences.adaptive_needs(spec), data, cfg, seed, device)
         limit = detection.threshold(att.scores(data.calibration), fpr)
         for i, (name, threat) in enumerate(cfg.threats.items()):
-            row = {"defence": defence, "model": train_set or "", "classifier": "victim" if classifier is victim else "own",
-                   **evaluate_threat(att, name, threat, limit, i == 0),
-                   "seconds_per_100": round(att.seconds_per_100, 3)}
-            log.info("%s [%s] %s: %s", defence, train_set, name, row)
-            rows.append(row)
-    frame = pd.DataFrame(rows)
-    with atomic_path(out_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
-    write_json(metrics_path, {"rows": rows})
+            row, runs = evaluate_threat(att, name, threat, limit, i == 0)
+            rows.append({"defence": defence, "model": train_set or "",
+                         "classifier": "victim" if classifier is victim else "own", **row,
+                         "seconds_per_100": round(att.seconds_per_100, 3)})
+            records.append(O.records(runs, data.index, train_set or "", name))
+            log.info("%s [%s] %s: %s", defence, train_set, name, rows[-1])
+    write(rows, records, defence, out_path=out_path, images_path=images_path, summary_path=summary_path,
+          metrics_path=metrics_path)
     return rows
 
 
+def _passes(spec: dict) -> int:
+    return adaptive.REGISTRY.trait(spec["method"], "passes")(**{k: v for k, v in spec.items() if k != "method"})
 
-def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int]:
-    """Per image and model, the gradients through one route's attacks (every threat) and those of the
-    detection-aware PGD and the sanity checks, which run on the strongest route (charged to the first)."""
-    per_route = 0
+
+def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int, int]:
+    """Per image and model: the gradients through one route's attacks (every threat); those of the
+    detection-aware PGD and the sanity checks on the strongest route (an upper bound: the costliest
+    attack taken as the strongest; charged to the first route); and the gradient-free queries."""
+    per_route, queries = 0, 0
     for threat in cfg.threats.values():
         for spec in cfg.attacks.values():
-            if not (eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2"):
-                per_route += adaptive.REGISTRY.trait(spec["method"], "passes")(
-                    **{k: v for k, v in spec.items() if k != "method"}) * eot
-    c = cfg.checks
-    runs = {("unbounded", c.steps), (1.0, c.steps), (1.0, 2 * c.steps), *((m, c.steps) for m in c.eps_sweep)}
-    checks_cost = sum(steps for _, steps in runs) * eot + (c.steps * 2 * eot if eot > 1 else 0)
-    return per_route, checks_cost + cfg.detection_aware.steps * len(cfg.threats)
+            if gradient_free(spec):
+                queries += _passes(spec)
+            elif not (eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2"):
+                per_route += _passes(spec) * eot
+    c, costliest = cfg.checks, max((_passes(s) for s in cfg.attacks.values()), default=0)
+    checks_cost = c.steps * (1 + len(c.eps_sweep)) * eot + 2 * costliest * eot * (2 if eot > 1 else 1) + 4
+    return per_route, checks_cost + cfg.detection_aware.steps * eot * len(cfg.threats), queries
 
 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
@@ -349,11 +508,12 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     sets = model_sets(spec, cfg.train_sets)
     defence = defences.build(spec, job.path(job.args.models), sets[0], victim)
     classifier, needs = defences.classifier(defence, victim), defences.adaptive_needs(spec)
-    per_route, strongest = gradient_passes(cfg, cfg.eot if needs["random"] else 1)
+    per_route, strongest, queries = gradient_passes(cfg, cfg.eot if needs["random"] else 1)
     routes = routes_for(needs["differentiable"], needs["surrogate"])
     images, shape = n * len(sets), (3, size, size)
     loads = [scale.Load(f"route {r}", Defended(classifier, defence, r), (defence, classifier), "grad", cfg.batch_size,
                         images * (per_route + (strongest if i == 0 else 0)), shape) for i, r in enumerate(routes)]
-    answers = 1 + len(cfg.threats) * (len(p["attack"]["run"]) + len(routes) * len(cfg.attacks) + 2)
+    judged = len(p["attack"]["run"]) + len(routes) * len(cfg.attacks) + len(cfg.checks.eps_sweep) + 4
+    answers = (1 + len(cfg.threats) * judged) * (cfg.draws if needs["random"] else 1) + queries
     return loads + [scale.Load("defended answers", Defended(classifier, defence, routes[0]), (defence, classifier),
                                "forward", cfg.batch_size, images * answers, shape)]

@@ -12,7 +12,8 @@ it is the false-positive rate). A defence with its own classifier (adversarial t
 scored with it, on the same stored attack images (made against the victim: transfer); its rows
 say ``classifier: own``. Writes ``results/defences/<defence>/<protocol>.csv`` (one row
 per cell, every metric of ``advrecover.metrics``, each accuracy with its 95% bootstrap
-interval); stage ``tables`` assembles the tables of every defence.
+interval) and ``images.csv.gz`` (one row per model, column and image: the answer, whether it
+is right, the detection score): stage ``tables`` assembles the tables of every defence.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def evaluate_cell(defence, victim, clean: torch.Tensor, inputs: torch.Tensor, la
     joined = {k: np.concatenate([p[k] for p in pixels]) for k in M.PIXEL_FIELDS} if pixels else \
         {k: np.zeros(0) for k in M.PIXEL_FIELDS}
     score = np.concatenate(scores) if scores else np.zeros(0)
-    return M.Scores((pred == labels).astype(np.float64), pred_clean == labels, joined), score
+    return M.Scores((pred == labels).astype(np.float64), pred_clean == labels, joined, pred=pred), score
 
 
 def table_rows(protocol: str, name: str, spec: dict, columns: list[str], train_on: list[str], seed: int,
@@ -182,6 +183,15 @@ def load_inputs(*, pool_path, adversarial_dir, columns: list[str], victim, victi
     return Inputs(clean, images, pool.labels, pred_clean, calibration, held_out)
 
 
+def records(cells: Cells) -> pd.DataFrame:
+    """One row per evaluated (model, column) cell and image: the pool index, the prediction, whether
+    it is right and the detection score (the transfer evaluation's per-image record)."""
+    frames = [pd.DataFrame({"model": train_set or "", "column": column, "image": np.arange(len(result.pred)),
+                            "correct": result.correct.astype(bool), "prediction": result.pred, "score": score})
+              for (train_set, column), (result, score) in cells.raw.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
 def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], pool_path: str | Path,
         adversarial_dir: str | Path, victim_path: str | Path, victim_cfg: victims.VictimConfig,
         models_dir: str | Path, tau: float, batch_size: int, calibration_share: float, fpr: float, seed: int,
@@ -199,6 +209,8 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
         frames[protocol]["classifier"] = "own" if cell.own_classifier else "victim"
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(Path(out_dir) / "images.csv.gz") as tmp:
+        records(cell).to_csv(tmp, index=False, float_format="%.6g", compression={"method": "gzip", "mtime": 0})
     return frames
 
 

@@ -108,6 +108,13 @@ def protocol_tables(frame: pd.DataFrame, file: str, columns: list[str], adaptive
     return accuracy, others
 
 
+def pair_tables(path: Path, adaptive: pd.DataFrame, labels: list[str]) -> list[dict]:
+    """The matrix of paired comparisons of every threat model (stage ``tables``)."""
+    pairs = pd.read_csv(path)
+    return [page.pairs_table(pairs, threat, [lab for lab, t in zip(labels, adaptive["threat"]) if t == threat])
+            for threat in dict.fromkeys(adaptive["threat"])]
+
+
 def ablations(results_dir: Path) -> list[dict]:
     """The ablation figures whose CSV exists (seen average accuracy of the first CAE/AAE row), else how to make them."""
     out = []
@@ -152,6 +159,7 @@ def run(*, cfg: ReportConfig, evaluated: Evaluated, histories: dict, artifacts: 
         params_file=str(params_path), revision=provenance.revision(),
         adaptive_note=ADAPTIVE_NOTE + " (seconds_per_100, a timing, is in results/adaptive.md only.)",
         adaptive=page.adaptive_table(tables["adaptive"], labels), protocols=protocols, figures=drawn,
+        pairs=pair_tables(results / "adaptive_pairs.csv", tables["adaptive"], labels),
         grid_note=f"Rows: {cfg.images} seeded test images. Columns: the clean image, each attack's image, then each "
                   f"defence's recovery of the {cfg.attack} image. Under each cell the answer of the classifier behind "
                   f"the column (green: the label, red: wrong).",
