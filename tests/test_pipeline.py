@@ -398,8 +398,9 @@ def open_in_chromium(page_path, screenshot) -> dict:
         page.on("requestfailed", lambda r: seen["failed"].append(r.url))
         page.goto(page_path.as_uri(), wait_until="load")
         seen["images"] = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
-        seen["cells"] = page.eval_on_selector_all("td[data-file]",
-                                                  "els => els.map(e => ({...e.dataset, text: e.textContent.trim()}))")
+        seen["cells"] = page.eval_on_selector_all(
+            "td[data-file]", "els => els.map(e => ({...e.dataset, text: e.firstChild.textContent.trim(), "
+                             "note: e.querySelector('small') ? e.querySelector('small').textContent : ''}))")
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     return seen
@@ -425,6 +426,9 @@ def test_report_page_opens_offline_and_shows_the_csvs(workspaces, tmp_path):
     for cell in seen["cells"]:
         value = tables[cell["file"]].loc[[int(r) for r in cell["row"].split(",")], cell["field"]].mean()
         assert cell["text"] == f"{value * float(cell['scale']):.{cell['digits']}f}", cell
+        if cell["file"] == "adaptive.csv" and f"{cell['field']}_lo" in tables["adaptive.csv"]:  # its exact interval
+            row = tables["adaptive.csv"].loc[int(cell["row"])]
+            assert cell["note"] == f"[{100 * row[cell['field'] + '_lo']:.1f}, {100 * row[cell['field'] + '_hi']:.1f}]"
     for name in ("seen.csv", "unseen.csv"):  # every accuracy of every row is on the page
         shown = {int(c["row"]) for c in seen["cells"] if c["file"] == name and c["field"] == "accuracy"
                  and "," not in c["row"]}

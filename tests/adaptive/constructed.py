@@ -21,7 +21,7 @@ def attacker(victim_and_images, defence, random=False, eot=1, differentiable=Tru
     cfg = AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=batch_size, eot=eot, draws=draws,
                          threats={"linf": LINF}, attacks=attacks or {"pgd": PGD},
                          detection_aware=DetectionAware(steps=2, weight=1.0),
-                         checks=Checks(steps=2, eps_sweep=(0.5, 1.0), unbounded_max_accuracy=0.05, steps_margin=0.05,
+                         checks=Checks(n=0, steps=2, eps_sweep=(0.5, 1.0), unbounded_max_accuracy=0.05, steps_margin=0.05,
                                        tolerance=0.02, min_gradient_ratio=0.01))
     needs = {"differentiable": differentiable, "random": random, "surrogate": False}
     return Attacker(inference.prepare(model, "cpu"), defence, needs, Data(x, y, transfer or {}, x[:4], np.arange(len(x))),

@@ -21,12 +21,14 @@ from .. import metrics as M
 
 @dataclass(frozen=True)
 class Checks:
-    """``adaptive.checks``: PGD ``steps`` of the check attacks, the ``eps_sweep`` (multiples of the
+    """``adaptive.checks``: the ``n`` attacked images they run on (a seeded subset; 0 = all), PGD
+    ``steps`` of the check attacks, the ``eps_sweep`` (multiples of the
     threat's eps), the accuracy an unbounded PGD must reach (``unbounded_max_accuracy``), the
     largest drop doubling the strongest attack's steps may cause (``steps_margin``), the
     ``tolerance`` of the other comparisons, and ``min_gradient_ratio``: the median input-gradient
     norm through a route over the bare classifier's, below which the route masks its gradient."""
 
+    n: int
     steps: int
     eps_sweep: tuple[float, ...]
     unbounded_max_accuracy: float
@@ -70,12 +72,12 @@ def weak_routes(routes: dict[str, np.ndarray], transfer: np.ndarray, cfg: Checks
     return [f"weak_{route}" for route, ok in routes.items() if differs(ok, transfer, cfg.tolerance)]
 
 
-def gradient_free(square: np.ndarray, routes: dict[str, np.ndarray], cfg: Checks) -> str | None:
-    """A black-box attack that ends below every gradient route means the gradients are masked
-    (AutoAttack's warning: Croce and Hein 2020)."""
-    if routes and all(differs(ok, square, cfg.tolerance) for ok in routes.values()):
-        return "gradient_free_stronger"
-    return None
+def gradient_free(after: np.ndarray, before: np.ndarray, cfg: Checks) -> str | None:
+    """A black-box attack that breaks images every gradient attack left robust (``before``: robust
+    to every gradient route and attack; ``after``: and to the black-box attack run on those) means
+    the gradients are masked. AutoAttack's own check (Croce and Hein 2020): Square runs after the
+    white-box attacks, on the points they left, and lowering the robust accuracy is the warning."""
+    return "gradient_free_stronger" if differs(before, after, cfg.tolerance) else None
 
 
 def gradient(route: str, norms: np.ndarray, reference: np.ndarray, cfg: Checks) -> str | None:

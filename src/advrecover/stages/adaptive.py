@@ -184,30 +184,47 @@ class Attacker:
         _ = self.clean  # the timed pass
         return self._seconds
 
-    def judge(self, images: torch.Tensor) -> O.Judged:
-        """The defended victim's answers on ``images`` in each judgement draw."""
+    def judge(self, images: torch.Tensor, rows: np.ndarray | None = None) -> O.Judged:
+        """The defended victim's answers on ``images`` (the attacked images of ``rows``, all when
+        None) in each judgement draw."""
         answer, preds = self.model("full"), []
+        labels = self.data.labels.numpy() if rows is None else self.data.labels.numpy()[rows]
         with torch.no_grad():
             for d in range(self.draws):
                 torch.manual_seed(draw_seed(self.seed, d))
                 preds.append(batched(lambda x: answer(x.to(self.device)).argmax(1), images,
                                      batch_size=self.cfg.batch_size))
         pred = torch.stack(preds, 1).numpy()
-        return O.Judged(pred == self.data.labels.numpy()[:, None], pred)
+        return O.Judged(pred == labels[:, None], pred)
 
-    def run(self, kind: str, route: str, attack: str, threat: dict, adv: torch.Tensor) -> O.Run:
-        """The judged outcome of the images ``adv``."""
-        return O.Run(kind, route, attack, threat["eps"], O.norms(self.data.x, adv, threat["norm"]),
-                     within(self.data.x, adv, threat).numpy(), self.judge(adv))
+    def run(self, kind: str, route: str, attack: str, threat: dict, adv: torch.Tensor,
+            only: np.ndarray | None = None) -> O.Run:
+        """The judged outcome of the images ``adv``; with ``only``, of those images alone, in the
+        batches they were attacked in (the others, not attacked by this run, count as outside its
+        budget: prediction -1 in the records)."""
+        norms, inside = O.norms(self.data.x, adv, threat["norm"]), within(self.data.x, adv, threat).numpy()
+        if only is None:
+            return O.Run(kind, route, attack, threat["eps"], norms, inside, self.judge(adv))
+        rows = np.flatnonzero(only)
+        part, n = self.judge(adv[rows], rows), len(self.data.x)
+        correct, pred = np.zeros((n, self.draws), dtype=bool), np.full((n, self.draws), -1)
+        correct[rows], pred[rows] = part.correct, part.pred
+        return O.Run(kind, route, attack, threat["eps"], norms, inside & only, O.Judged(correct, pred))
 
-    def attack(self, route: str, spec: dict, threat: dict, eot: int | None = None) -> torch.Tensor:
+    def attack(self, route: str, spec: dict, threat: dict, eot: int | None = None,
+               only: np.ndarray | None = None) -> torch.Tensor:
         """The adversarial images of one attack instance through ``route`` (``eot`` samples per
-        step: the defence's default unless given); every image attacked when the defence is random."""
+        step: the defence's default unless given); every image attacked when the defence is random.
+        ``only``: attack just these images (a boolean mask), the others stay clean."""
         atk = adaptive.build(spec, self.model(route), threat["norm"], threat["eps"], eot or self.eot)
         form = every_image(spec["method"]) if self.random else (lambda a, x, y: a(x, y))
+        rows = torch.from_numpy(np.flatnonzero(only)) if only is not None else torch.arange(len(self.data.x))
+        adv = self.data.x.clone()
         torch.manual_seed(self.seed)
-        return batched(lambda x, y: form(atk, x.to(self.device), y.to(self.device)), self.data.x, self.data.labels,
-                       batch_size=self.cfg.batch_size)
+        if len(rows):
+            adv[rows] = batched(lambda x, y: form(atk, x.to(self.device), y.to(self.device)), self.data.x[rows],
+                                self.data.labels[rows], batch_size=self.cfg.batch_size)
+        return adv
 
     def gradient_norms(self, model) -> np.ndarray:
         """Per image: the norm of the input gradient of the cross-entropy through ``model``."""
@@ -244,33 +261,37 @@ def describe(attacks: dict) -> str:
 
 
 def doubled(spec: dict) -> dict:
-    """The attack instance with twice its steps (twice its queries, for a gradient-free attack)."""
+    """The attack instance with twice its steps."""
     key, n = _budget_key(spec)
     return {**spec, key: 2 * n}
 
 
 def attack_runs(att: Attacker, threat: dict) -> tuple[list[O.Run], dict]:
-    """Every gradient attack through every route that applies and every gradient-free attack once
-    (route ``forward``): their judged runs, and their images by (route, attack)."""
+    """Every gradient attack through every route that applies, then every gradient-free attack
+    (route ``forward``) on the images all of them left robust, as AutoAttack orders Square after
+    the white-box attacks: their judged runs, and their images by (route, attack)."""
     runs, images = [], {}
     routes = routes_for(att.needs["differentiable"], att.needs["surrogate"])
-    for name, spec in att.cfg.attacks.items():
-        plan = [("forward", "gradient_free")] if gradient_free(spec) else [(r, "attack") for r in routes]
+    ordered = sorted(att.cfg.attacks.items(), key=lambda item: gradient_free(item[1]))
+    for name, spec in ordered:
         if att.eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2":
             log.info("skipping %s under L2 for a random defence (no EOT form in torchattacks)", name)
             continue
-        for route, kind in plan:
-            adv = att.attack("full" if route == "forward" else route, spec, threat)
-            runs.append(att.run(kind, route, name, threat, adv))
+        free = gradient_free(spec)
+        only = O.all_of([r for r in runs if r.kind == "attack"], att.clean) if free else None
+        for route in ["forward"] if free else routes:
+            adv = att.attack("full" if free else route, spec, threat, only=only)
+            runs.append(att.run("gradient_free" if free else "attack", route, name, threat, adv, only))
             images[route, name] = adv
-            log.info("%s %s via %s: accuracy %.3f", threat["norm"], name, route,
-                     float((att.clean.ok & runs[-1].ok).mean()))
+            log.info("%s %s via %s: accuracy %.3f%s", threat["norm"], name, route,
+                     float((att.clean.ok & runs[-1].ok if only is None else only & runs[-1].ok).mean()),
+                     " (after every gradient attack)" if free else "")
     return runs, images
 
 
 def strongest(att: Attacker, runs: list[O.Run]) -> O.Run | None:
-    """The single attack run with the lowest accuracy (the first on ties)."""
-    attacks = [r for r in runs if r.kind in ("attack", "gradient_free")]
+    """The single gradient attack run with the lowest accuracy (the first on ties)."""
+    attacks = [r for r in runs if r.kind == "attack"]
     return min(attacks, key=lambda r: (att.clean.ok & r.ok).mean()) if attacks else None
 
 
@@ -322,34 +343,35 @@ def transfer_detection(att: Attacker, runs: list[O.Run], limit: float) -> float:
     return float(flags.mean()) if len(flags) else float("nan")
 
 
-def check_runs(att: Attacker, route: str, threat: dict, top: O.Run) -> tuple[dict, dict]:
-    """The runs of the sanity checks through ``route``: PGD at an unbounded budget and along the eps
-    sweep, and the strongest reported attack (``top``) with doubled steps and, for a random defence,
-    doubled EOT samples. Returns them by name, and the figures they give."""
-    c, clean_ok = att.cfg.checks, att.clean.ok
+def check_runs(att: Attacker, route: str, threat: dict, top: O.Run | None) -> tuple[dict, dict, np.ndarray]:
+    """The runs of the sanity checks through ``route``, on their own seeded subset of the attacked
+    images (``adaptive.checks.n``): PGD at an unbounded budget and along the eps sweep, and the
+    strongest reported attack (``top``) with doubled steps and, for a random defence, doubled EOT
+    samples. Returns them by name, the figures they give (on the subset), and the subset."""
+    c, n = att.cfg.checks, len(att.data.x)
+    only = np.isin(np.arange(n), subset(np.arange(n), c.n, att.seed))
     pgd = {"method": "pgd", "steps": c.steps}
     big = checks.unbounded_eps(threat["norm"], tuple(att.data.x.shape[1:]))
-    runs = {"unbounded": att.run("check", route, f"pgd({c.steps})", {**threat, "eps": big},
-                                 att.attack(route, pgd, {**threat, "eps": big}))}
-    for m in sorted(c.eps_sweep):
-        t = {**threat, "eps": m * threat["eps"]}
-        runs[f"sweep_{m:g}"] = att.run("check", route, f"pgd({c.steps}) x{m:g} eps", t, att.attack(route, pgd, t))
+    plan = {"unbounded": (f"pgd({c.steps})", pgd, {**threat, "eps": big}, None),
+            **{f"sweep_{m:g}": (f"pgd({c.steps}) x{m:g} eps", pgd, {**threat, "eps": m * threat["eps"]}, None)
+               for m in sorted(c.eps_sweep)}}
     if top is not None:
         spec = att.cfg.attacks[top.attack]
-        top_route = "full" if top.route == "forward" else top.route
-        runs["doubled_steps"] = att.run("check", top.route, f"{top.attack} doubled steps", threat,
-                                        att.attack(top_route, doubled(spec), threat))
-        if att.eot > 1 and not gradient_free(spec):
-            runs["doubled_eot"] = att.run("check", top.route, f"{top.attack} doubled eot", threat,
-                                          att.attack(top_route, spec, threat, 2 * att.eot))
-    acc = {k: round(float((clean_ok & r.ok).mean()), 4) for k, r in runs.items()}
-    figures = {"check_unbounded": acc["unbounded"], "check_unbounded_eps": round(big, 6),
+        plan["doubled_steps"] = (f"{top.attack} doubled steps", doubled(spec), threat, None)
+        if att.eot > 1:
+            plan["doubled_eot"] = (f"{top.attack} doubled eot", spec, threat, 2 * att.eot)
+    runs = {}
+    for key, (name, spec, t, eot) in plan.items():
+        r = route if key in ("unbounded",) or key.startswith("sweep") else top.route
+        runs[key] = att.run("check", r, name, t, att.attack(r, spec, t, eot, only=only), only)
+    acc = {k: round(float((att.clean.ok & r.ok)[only].mean()), 4) for k, r in runs.items()}
+    figures = {"check_n": int(only.sum()), "check_unbounded": acc["unbounded"], "check_unbounded_eps": round(big, 6),
                "check_eps_sweep": [acc[f"sweep_{m:g}"] for m in sorted(c.eps_sweep)],
                "check_eps_sweep_eps": [round(m * threat["eps"], 6) for m in sorted(c.eps_sweep)],
-               "check_strongest": round(float((clean_ok & top.ok).mean()), 4) if top else float("nan"),
+               "check_strongest": round(float((att.clean.ok & top.ok)[only].mean()), 4) if top else float("nan"),
                "check_doubled_steps": acc.get("doubled_steps", float("nan")),
                "check_doubled_eot": acc.get("doubled_eot", float("nan"))}
-    return runs, figures
+    return runs, figures, only
 
 
 def gradient_check(att: Attacker, routes: list[str]) -> tuple[list[str], dict]:
@@ -371,19 +393,21 @@ def route_outcomes(att: Attacker, runs: list[O.Run]) -> dict[str, np.ndarray]:
             for route in routes}
 
 
-def flags_of(att: Attacker, runs: list[O.Run], transfer: np.ndarray, checked: dict, top: O.Run | None) -> list[str]:
-    """Every flag of a row: weak routes and a stronger gradient-free attack always; the checks' when run."""
+def flags_of(att: Attacker, runs: list[O.Run], transfer: np.ndarray, checked: dict, top: O.Run | None,
+             only: np.ndarray | None = None) -> list[str]:
+    """Every flag of a row: weak routes and a stronger gradient-free attack always; the checks'
+    (``checked``, run on the images ``only``) when run."""
     c, clean_ok, routes = att.cfg.checks, att.clean.ok, route_outcomes(att, runs)
-    square = [r for r in runs if r.kind == "gradient_free"]
+    gradient = O.all_of([r for r in runs if r.kind == "attack"], att.clean)
     flags = checks.weak_routes(routes, transfer, c)
-    if square:
-        flags.append(checks.gradient_free(O.all_of(square, att.clean), routes, c))
+    if any(r.kind == "gradient_free" for r in runs):
+        flags.append(checks.gradient_free(O.all_of(runs, att.clean), gradient, c))
     if checked:
-        sweep = [clean_ok & checked[f"sweep_{m:g}"].ok for m in sorted(c.eps_sweep)]
-        flags += [checks.unbounded(clean_ok & checked["unbounded"].ok, c), checks.monotone(sweep, c)]
+        sweep = [(clean_ok & checked[f"sweep_{m:g}"].ok)[only] for m in sorted(c.eps_sweep)]
+        flags += [checks.unbounded((clean_ok & checked["unbounded"].ok)[only], c), checks.monotone(sweep, c)]
         for key in ("doubled_steps", "doubled_eot"):
             if key in checked:
-                flags.append(checks.converged(clean_ok & top.ok, clean_ok & checked[key].ok, c))
+                flags.append(checks.converged((clean_ok & top.ok)[only], (clean_ok & checked[key].ok)[only], c))
     return [f for f in flags if f]
 
 
@@ -391,24 +415,25 @@ def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float,
                     with_checks: bool) -> tuple[dict, list[O.Run]]:
     """One row of the adaptive table (accuracies with exact intervals, detection, flags) and its runs."""
     att.forwards, clean = 0, att.clean
-    transfer = [att.run("transfer", "", column, threat, adv) for column, adv in att.data.transfer.items()]
+    transfer = [att.run("transfer", "", column, threat, adv) for column, adv in att.data.transfer.items()
+                 if within(att.data.x, adv, threat).any()]  # a column with no image in budget counts for nothing
     runs, images = attack_runs(att, threat)
     top, route = strongest(att, runs), gradient_route(att, runs)
     aware, aware_images = detection_aware(att, route, threat, limit)
-    checked, figures = check_runs(att, route, threat, top) if with_checks else ({}, {})
+    checked, figures, only = check_runs(att, route, threat, top) if with_checks else ({}, {}, None)
     gradient_flags, gradient_figures = gradient_check(att, list(route_outcomes(att, runs))) if with_checks \
         else ([], {})
     in_budget = [r for r in [*transfer, *runs, aware, *checked.values()] if r.eps <= threat["eps"] + 1e-9]
     worst, transfer_ok = O.all_of(in_budget, clean), O.all_of(transfer, clean)
     square = [r for r in runs if r.kind == "gradient_free"]
-    flags = flags_of(att, runs, transfer_ok, checked, top) + [f for f in gradient_flags if f]
+    flags = flags_of(att, runs, transfer_ok, checked, top, only) + [f for f in gradient_flags if f]
     top_images = images[top.route, top.attack] if top else None
     row = {"threat": threat_name, "norm": threat["norm"], "eps": threat["eps"], "n": len(att.data.labels),
            "draws": att.draws, "eot": att.eot, "attacks": describe(att.cfg.attacks),
            **O.figure("clean", clean.ok), "clean_mean": float(clean.judged.correct.mean()),
            **O.figure("transfer", transfer_ok),
            **{k: v for r, ok in route_outcomes(att, runs).items() for k, v in O.figure(f"route_{r}", ok).items()},
-           **O.figure("gradient_free", O.all_of(square, clean) if square else np.zeros(0, dtype=bool)),
+           **O.figure("gradient_free", O.all_of(runs, clean) if square else np.zeros(0, dtype=bool)),
            **O.figure("worst_case", worst), "worst_case_mean": O.mean_over_draws(in_budget, clean),
            "strongest": f"{top.attack} via {top.route}" if top else "",
            "dr_transfer": transfer_detection(att, transfer, limit),
