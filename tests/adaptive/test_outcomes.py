@@ -92,3 +92,24 @@ def test_detection_counts_only_perturbed_images():
     figures = detection_figures(att, {"adaptive": run}, {"adaptive": None}, 1.0)
     assert figures["dr_adaptive"] == 1 / 3  # of the three perturbed images, one flagged
     assert figures["joint_adaptive"] == 1 / 4  # misclassified and not flagged: image 2
+
+
+def test_the_checks_run_on_their_own_subset_and_count_only_there(victim_and_images):
+    """``adaptive.checks.n``: the check runs attack a seeded subset; the other images are not
+    attacked by them (outside their count, prediction -1 in the records) and their figures are
+    taken on the subset alone."""
+    import dataclasses
+
+    from advrecover.stages.adaptive import check_runs
+
+    att = attacker(victim_and_images, Blackout(0.0), attacks={"apgd": APGD})
+    att.cfg = dataclasses.replace(att.cfg, checks=dataclasses.replace(att.cfg.checks, n=16))
+    runs, _ = attack_runs(att, LINF)
+    checked, figures, only = check_runs(att, "full", LINF, runs[0])
+    assert only.sum() == figures["check_n"] == 16
+    for run in checked.values():
+        assert not run.inside[~only].any() and (run.judged.pred[~only] == -1).all()
+        assert (run.norms[~only] == 0).all()
+        assert run.ok[~only].all()  # an image a check did not attack does not count against the row
+    records = O.records(list(checked.values()), np.arange(len(only)), "", "linf")
+    assert set(records.loc[records["prediction"] == -1, "image"]) == set(np.flatnonzero(~only))

@@ -136,6 +136,8 @@ def batched(fn, *tensors, batch_size: int) -> torch.Tensor:
     attacked images uses these batches, so a defence whose answer depends on its batch (the
     reversal's contrastive repair) is judged in the batches it was attacked in."""
     n = len(tensors[0])
+    if not n:
+        return torch.zeros(0, dtype=torch.long)
     return torch.cat([fn(*(t[s:s + batch_size] for t in tensors)).detach().cpu() for s in range(0, n, batch_size)])
 
 
