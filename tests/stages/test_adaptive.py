@@ -29,7 +29,7 @@ def row(defence: str, worst: float, seconds: float) -> dict:
             **{k: v for f, a in figures.items() for k, v in ((f, a), (f"{f}_lo", a - 0.1), (f"{f}_hi", a + 0.05))},
             "worst_case_mean": worst + 0.1, "vs_none": 0.1, "vs_none_p": 0.03, "strongest": "apgd_ce via bpda",
             "dr_transfer": 0.1, "dr_adaptive": 0.1, "joint_adaptive": 0.2, "detection_aware_accuracy": 0.5,
-            "detection_aware_dr": 0.0, "joint_detection_aware": 0.1, "flags": "", "checked": True,
+            "dr_detection_aware": 0.0, "joint_detection_aware": 0.1, "flags": "", "checked": True,
             "forwards_per_image": 1234.0, "seconds_per_100": seconds}
 
 
@@ -39,6 +39,8 @@ def test_the_adaptive_table_has_a_cost_column_that_only_timing_may_change(tmp_pa
     assert "seconds_per_100" in texts[0] and "12.50" in texts[1] and "| 2 " in texts[0]  # cost and eot shown
     assert "| 10 " in texts[0] and "apgd_ce(20) square(1000q)" in texts[0]  # draws, and the row's attacks
     assert "70.0 [60.0, 75.0]" in texts[0] and "+10.0 (p=0.03)*" in texts[0]  # interval; significant vs none
+    detection = texts[0].split("## Detection rate")[1].split("\n| none")[1].split("|")
+    assert [c.strip() for c in detection[2:8]] == ["10.0", "10.0", "20.0", "50.0", "0.0", "10.0"]  # every column filled
     for suffix, write in ((".md", lambda f, t, p: p.write_text(t)), (".csv", lambda f, t, p: f.to_csv(p, index=False))):
         paths = [tmp_path / f"{k}{suffix}" for k in "ab"]
         for f, t, p in zip(frames, texts, paths):

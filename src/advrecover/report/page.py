@@ -17,7 +17,7 @@ import pandas as pd
 
 PERCENT = {"accuracy", "recovery_rate", "recovery_ratio", "detection_rate", "clean", "transfer", "worst_case",
            "gradient_free", "worst_case_mean", "dr_transfer", "dr_adaptive", "detection_aware_accuracy",
-           "detection_aware_dr"}
+           "dr_detection_aware"}
 HIGHER_IS_BETTER = {"accuracy", "recovery_rate", "recovery_ratio", "psnr", "ssim", "clean", "transfer", "worst_case",
                     "gradient_free", "worst_case_mean"}
 SIGNIFICANCE = 0.05  # as advrecover.metrics.SIGNIFICANCE (the page imports no torch-side module)

@@ -141,7 +141,7 @@ def adaptive_markdown(frame: pd.DataFrame) -> str:
     for field in (*INTERVALS[:2], *routes, *INTERVALS[2:]):
         shown[field] = with_interval(frame, field) if f"{field}_lo" in frame else frame[field].map(_pct)
     for field in ("worst_case_mean", "dr_transfer", "dr_adaptive", "joint_adaptive", "detection_aware_accuracy",
-                  "detection_aware_dr", "joint_detection_aware"):
+                  "dr_detection_aware", "joint_detection_aware"):
         shown[field] = frame[field].map(_pct) if field in frame else "—"
     shown["vs_none"] = versus(frame)
     shown["flags"] = frame["flags"].fillna("").replace("", "none")
@@ -152,7 +152,7 @@ def adaptive_markdown(frame: pd.DataFrame) -> str:
     accuracy = accuracy.rename(columns={**{r: r.removeprefix("route_") for r in routes}, "gradient_free": "square",
                                         "worst_case_mean": "mean_draws", "forwards_per_image": "forwards"})
     detect = shown[["row", "threat", "dr_transfer", "dr_adaptive", "joint_adaptive", "detection_aware_accuracy",
-                    "detection_aware_dr", "joint_detection_aware"]]
+                    "dr_detection_aware", "joint_detection_aware"]]
     return "\n".join([*_header(accuracy, detect), *_checks(frame)])
 
 
@@ -227,9 +227,9 @@ def comparisons(adaptive: pd.DataFrame, worst: pd.DataFrame) -> tuple[pd.DataFra
     return adaptive, pd.DataFrame(pairs, columns=["threat", "row_a", "row_b", "difference", "p", "n"])
 
 
-def _write(path: Path, frame: pd.DataFrame, text: str) -> None:
+def _write(path: Path, frame: pd.DataFrame, text: str, float_format: str = "%.6f") -> None:
     with atomic_path(path.with_suffix(".csv")) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format=float_format)
     with atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text(text)
 
@@ -249,7 +249,7 @@ def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, a
     adaptive = pd.concat([pd.read_csv(Path(adaptive_dir) / f"{d}.csv", keep_default_na=False, na_values=[""])
                           for d in defences], ignore_index=True)
     adaptive, pairs = comparisons(adaptive, worst_cases(Path(adaptive_dir), defences))
-    _write(results_dir / "adaptive", adaptive, adaptive_markdown(adaptive))
+    _write(results_dir / "adaptive", adaptive, adaptive_markdown(adaptive), "%.6g")  # p-values far below 1e-6
     with atomic_path(results_dir / "adaptive_pairs.csv") as tmp:
         pairs.to_csv(tmp, index=False, float_format="%.6f")
     for _, r in adaptive.iterrows():
