@@ -60,3 +60,19 @@ def test_sigkilled_sample_stage_leaves_only_complete_pools(tmp_path, params):
     for name in finished:
         read_pool(out / name, verify=True)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_gzipped_csv_has_the_same_bytes_whatever_its_path(tmp_path):
+    """Two runners write per-image records to different temporary names: the bytes must not differ."""
+    import gzip
+
+    import pandas as pd
+
+    from advrecover.io import write_csv_gz
+
+    frame = pd.DataFrame({"image": [1, 2], "correct": [True, False], "norm": [0.5, 1 / 3]})
+    write_csv_gz(tmp_path / "a.csv.gz", frame)
+    (tmp_path / "sub").mkdir()
+    write_csv_gz(tmp_path / "sub" / "b.csv.gz", frame)
+    assert (tmp_path / "a.csv.gz").read_bytes() == (tmp_path / "sub" / "b.csv.gz").read_bytes()
+    assert pd.read_csv(tmp_path / "a.csv.gz").equals(pd.read_csv(gzip.open(tmp_path / "sub" / "b.csv.gz")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -42,6 +43,14 @@ def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically (stable bytes for DVC metrics)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv_gz(path: str | os.PathLike, frame, float_format: str = "%.6g") -> None:
+    """``frame`` as a gzipped CSV, atomically, with the same bytes on every write: no time stamp
+    and no file name in the gzip header (pandas would store the temporary file's name)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        out.write(frame.to_csv(index=False, float_format=float_format).encode())
 
 
 def config_digest(*parts) -> str:

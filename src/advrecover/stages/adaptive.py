@@ -49,7 +49,7 @@ from ..adaptive.routes import Defended, routes_for
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
-from ..io import atomic_path, sha256_file, write_json
+from ..io import atomic_path, sha256_file, write_csv_gz, write_json
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
@@ -470,9 +470,7 @@ def write(rows: list[dict], records: list[pd.DataFrame], defence: str, *, out_pa
     """The stage's four outputs, each written atomically."""
     with atomic_path(out_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(images_path) as tmp:
-        pd.concat(records, ignore_index=True).to_csv(tmp, index=False, float_format="%.6g",
-                                                     compression={"method": "gzip", "mtime": 0})
+    write_csv_gz(images_path, pd.concat(records, ignore_index=True))
     write_json(summary_path, leaderboard(defence, rows))
     write_json(metrics_path, {"rows": rows})
 

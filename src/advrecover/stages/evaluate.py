@@ -32,7 +32,7 @@ from .. import metrics as M
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
-from ..io import atomic_path, sha256_file
+from ..io import atomic_path, sha256_file, write_csv_gz
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,7 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
         frames[protocol]["classifier"] = "own" if cell.own_classifier else "victim"
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(Path(out_dir) / "images.csv.gz") as tmp:
-        records(cell).to_csv(tmp, index=False, float_format="%.6g", compression={"method": "gzip", "mtime": 0})
+    write_csv_gz(Path(out_dir) / "images.csv.gz", records(cell))
     return frames
 
 

@@ -85,8 +85,9 @@ Transfer: the stored attacks made against the bare victim, those within the budg
 = exact gradient through the defence; bpda = the defence forward, identity backward (Athalye et
 al. 2018); bpda_surrogate = the defence's own differentiable approximation backward. Each route
 runs every gradient attack of the row's `attacks` column (EOT over the defence's randomness where
-it has any); its figure counts an image robust only if it survives all of them. square: the
-gradient-free Square attack through the defence's real forward pass. A random defence (draws >
+it has any); its figure counts an image robust only if it survives all of them. square: every
+gradient attack, then the gradient-free Square attack through the defence's real forward pass on
+the images they left robust (AutoAttack's order). A random defence (draws >
 1) answers every image in that many fresh draws, and an image counts as robust only if every
 draw is right; mean_draws is the accuracy of one draw, averaged. Worst case: robust clean and
 under every run within the budget (transfer, every route and attack, Square, the checks' runs at
