@@ -95,7 +95,7 @@ def merged(base: dict, overrides: dict) -> dict:
 
 STEPS = {"steps": 1}
 # Every size of the paper preset shrunk: pools, epochs, batches, shards, attack and repair steps,
-# the adaptive budget (2 images, one threat model, one attack of one step, EOT 1). Kept: every
+# the adaptive budget (2 images, one threat model, one attack of one step, EOT 1, 2 draws). Kept: every
 # stage, attack, defence and head, and the architecture: image size, layout, widths, depths,
 # kernels, blocks, views.
 REDUCED = {
@@ -110,7 +110,7 @@ REDUCED = {
     "purifiers": {name: {"train": {"epochs": 1, "batch_size": 4}} for name in ("nrp", "pix2pix")},
     "ssl": {"train": {"epochs": 1, "batch_size": 4}},
     "evaluate": {"batch_size": 8, "defences": {"reversal_contrastive": STEPS, "reversal_multitask": STEPS}},
-    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "detection_aware": STEPS, "checks": STEPS,
+    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "draws": 2, "detection_aware": STEPS, "checks": STEPS,
                  "threats": Replace(linf={"norm": "Linf", "eps": 0.0313725}),
                  "attacks": Replace(apgd_ce={"method": "apgd", "loss": "ce", "steps": 1}),
                  "per_defence": {"reversal_contrastive": {"n": 2, "batch_size": 2},
