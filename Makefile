@@ -15,7 +15,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run report browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
+.PHONY: install run report docs browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ run: install
 report: install
 	snakemake --report results/report.zip
 	@echo "Snakemake's report: $(abspath results/report.zip); the page of the report stage: $(abspath results/report.html)"
+
+# The documentation site (docs/, mkdocs.yml) at http://127.0.0.1:8000; `make test` builds it with --strict.
+docs: install
+	mkdocs serve
 
 # Debian's chromium for the report page's browser test (tests/test_pipeline.py), installed when
 # missing and this user may (root); the test says why it skips where there is none.

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from advrecover import attacks
+from advrecover import params as params_mod
+from advrecover.config import section
 from advrecover.data.pools import read_pool, write_pool
 from advrecover.device import resolve, use_allocated_cpus
 from advrecover.models import victim as victims
@@ -88,7 +89,7 @@ def stage_throughput(name, spec, pool_path, victim, p, device, tmp) -> float:
     """Images per second of one run of the attack stage (its own wall-time record)."""
     a = p["attack"]
     stage = attack_stage.run(name=name, spec=spec, pool_name="test", pool_path=pool_path, victim_path=victim,
-                             victim_cfg=p["victim"], shard=0, n_shards=1, batch_size=a["batch_size"], dtype=a["dtype"],
+                             victim_cfg=section(victims.VictimConfig, p["victim"]), shard=0, n_shards=1, batch_size=a["batch_size"], dtype=a["dtype"],
                              seed=0, device=device, out_path=tmp / f"{name}.h5", compression=a["compression"],
                              progress=False)
     return stage["n"] / stage["wall_time_s"]
@@ -102,10 +103,11 @@ def subset_pool(pool, n: int, path: Path) -> Path:
 
 def peak_memory(pool_path: Path, victim: Path, params: Path, work: Path) -> float:
     """Peak RSS (MiB) of one attack stage process (FGSM) on ``pool_path``."""
-    code = ("import resource, sys, yaml, torch; from advrecover.stages import attack; "
-            "p = yaml.safe_load(open(sys.argv[1])); "
+    code = ("import resource, sys, torch; from advrecover.stages import attack; "
+            "from advrecover.config import section; from advrecover.models.victim import VictimConfig; "
+            "from advrecover.params import read; p = read(sys.argv[1]); "
             "attack.run(name='fgsm', spec={'method': 'fgsm', 'eps': 8 / 255}, pool_name='test', pool_path=sys.argv[2], "
-            "victim_path=sys.argv[3], victim_cfg=p['victim'], shard=0, n_shards=1, "
+            "victim_path=sys.argv[3], victim_cfg=section(VictimConfig, p['victim']), shard=0, n_shards=1, "
             "batch_size=p['attack']['batch_size'], dtype='float32', seed=0, device=torch.device('cpu'), "
             "out_path=sys.argv[4], progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -130,10 +132,10 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.victim).is_file() or not Path(args.pool).is_file():
         sys.exit("run `make run` first: the benchmark needs models/victim.pt and data/pools/test.h5")
-    p = yaml.safe_load(Path(args.params).read_text())
+    p = params_mod.read(args.params)
     use_allocated_cpus()
     device = resolve(p["device"])
-    model = victims.load(args.victim, p["victim"]).to(device, memory_format=torch.channels_last)
+    model = victims.load(args.victim, section(victims.VictimConfig, p["victim"])).to(device, memory_format=torch.channels_last)
     pool = read_pool(args.pool)
     idx = np.resize(np.arange(len(pool.images)), args.n)  # the pool repeated up to n, as in subset_pool
     x = to_tensor(pool.images[idx]).to(device).contiguous(memory_format=torch.channels_last)

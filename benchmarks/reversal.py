@@ -25,6 +25,7 @@ import torch
 
 from advrecover import defences, inference
 from advrecover import params as params_mod
+from advrecover.config import section
 from advrecover.adaptive.routes import Defended
 from advrecover.data.pools import read_pool
 from advrecover.data.tensors import to_tensor
@@ -39,7 +40,7 @@ def measure(row: str, steps: int, n: int) -> dict:
     use_allocated_cpus()
     params = params_mod.load(ROOT / "params.yaml")
     device = resolve(params["device"])
-    cfg = params_mod.section(victims.VictimConfig, params["victim"])
+    cfg = section(victims.VictimConfig, params["victim"])
     victim = inference.prepare(victims.load(ROOT / "models/victim.pt", cfg), device)
     spec = {**params["evaluate"]["defences"][row], "steps": steps}
     defence = defences.build(spec, ROOT / "models", None, victim).to(device)

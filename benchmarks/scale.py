@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--measure", action="store_true", help="time every load at its full batch on the device")
     ap.add_argument("--csv", help="also write the table here")
     args = ap.parse_args(argv)
-    p = params_mod.load(args.params)
+    p = params_mod.read(args.params)
     throughput = {"float32": args.peak_fp32 * 1e12 * args.efficiency, "bfloat16": args.peak_bf16 * 1e12 * args.efficiency}
     torch.manual_seed(0)
     frame, per_instance = table(p, args.batch, throughput, resolve(p["device"]) if args.measure else None)

@@ -30,3 +30,14 @@ def pytest_terminal_summary(terminalreporter):
     for title, table in SUMMARY.items():
         terminalreporter.write_sep("=", title)
         terminalreporter.write_line(table)
+
+
+# Files that run whole DAGs go first, so that pytest-xdist's workers (--dist loadfile) start them
+# at once and finish together, and the unit tests fill the gaps.
+HEAVY = ("test_pipeline.py", "test_presets.py", "test_kill.py", "test_benchmarks.py", "test_bad_input.py",
+         "test_outputs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY)))

@@ -20,8 +20,11 @@ BIN = Path(sys.executable).parent
 
 
 def tiny_params() -> dict:
-    """The tiny configuration (configs/tiny.yaml): the whole DAG runs in seconds on 2 CPU cores."""
-    return yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    """The tiny configuration (the overlay configs/tiny.yaml on params.yaml): the whole DAG runs in
+    seconds on 2 CPU cores."""
+    from advrecover import params
+
+    return params.read(REPO / "configs/tiny.yaml")
 
 
 def run_env(root: Path) -> dict:
@@ -56,6 +59,29 @@ def copy_repo(dest: Path, params: dict) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "workspace"], cwd=dest, check=True)
+    return dest
+
+
+def tiny_dag(tmp_path_factory, runner: str) -> Path:
+    """A private copy of the tiny DAG, complete, as ``runner`` (``snakemake`` or ``dvc``) left it.
+
+    The DAG runs once per test session per runner: the first caller builds it in the directory the
+    pytest-xdist workers share, under a file lock, and every caller gets its own copy (file times
+    kept, so the runner finds it up to date)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    master = shared / f"tiny-dag-{runner}"
+    with open(shared / f"tiny-dag-{runner}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (master / ".built").exists():
+            shutil.rmtree(master, ignore_errors=True)
+            copy_repo(master, tiny_params())
+            sh(["snakemake", "--cores", "2"] if runner == "snakemake" else ["dvc", "repro"], master)
+            (master / ".built").touch()
+    dest = tmp_path_factory.mktemp(runner) / "ws"
+    shutil.copytree(master, dest, symlinks=True, ignore=shutil.ignore_patterns(".built"))
     return dest
 
 

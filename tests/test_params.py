@@ -92,11 +92,27 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
      "evaluate.defences.rev.tasks: ['jigsaw'] are not heads under ssl.tasks"),
     (lambda p: p["adaptive"]["per_defence"].__setitem__("gone", {"n": 4}), "adaptive.per_defence: ['gone']"),
     (lambda p: p["report"].__setitem__("attack", "cw"), "report.attack: 'cw' is not in attack.run"),
+    (lambda p: p["purifiers"]["nrp"]["train"].__setitem__("attack", "pgd_8"), "purifiers.nrp.train.attack: 'pgd_8' needs labels"),
+    (lambda p: p["attack"]["instances"]["ssp"].__setitem__("method", "magic"), "attack.instances.ssp.method: unknown"),
+    (lambda p: p["robust_victim"]["attack"].__setitem__("stepz", 3), "robust_victim.attack.stepz: ffgsm takes no"),
+    (lambda p: p["purifiers"]["nrp"].__setitem__("widht", 3), "purifiers.nrp.widht: nrp takes no"),
+    (lambda p: p["ssl"]["tasks"][next(iter(p["ssl"]["tasks"]))].__setitem__("method", "magic"), "ssl.tasks.*.method: unknown"),
+    (lambda p: p["adaptive"]["attacks"]["apgd_ce"].__setitem__("method", "magic"), "adaptive.attacks.apgd_ce.method: unknown"),
+    (lambda p: p["adaptive"]["per_defence"].__setitem__("none", {"attacks": {"sq": {"method": "square", "queries": 3}}}),
+     "adaptive.per_defence.none.attacks.sq.queries: square takes no"),
 ])
 def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)
-    with pytest.raises(params_mod.ParamsError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(params_mod.ParamsError, match=message.replace("(", r"\(").replace("[", r"\[").replace("*", r"\w+")):
         params_mod.cross_check(params)
+
+
+def test_snakemake_dry_run_names_an_unknown_method_of_a_purifier_training_attack(tmp_path, params):
+    """Registry checks run when the params are loaded: ``snakemake -n`` stops before any job."""
+    params["attack"]["instances"]["ssp"]["method"] = "magic"
+    ws = copy_repo(tmp_path / "ws", params)
+    res = sh(["snakemake", "-n"], ws, check=False)
+    assert res.returncode != 0 and "attack.instances.ssp.method: unknown attack method 'magic'" in res.stdout + res.stderr
 
 
 def test_cli_refuses_an_unknown_defence_method(tmp_path, params, capsys):

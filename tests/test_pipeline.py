@@ -14,20 +14,15 @@ import yaml
 from dvc.repo import Repo
 
 from advrecover import dag
-from helpers import BIN, REPO, copy_repo, same_output, sh, snakemake_jobs, tiny_params
+from helpers import BIN, REPO, copy_repo, same_output, sh, snakemake_jobs, tiny_dag, tiny_params
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory):
-    """Two fresh copies of the repo with the tiny params: one run by Snakemake, one by DVC."""
-    params = tiny_params()
-    snake = copy_repo(tmp_path_factory.mktemp("snakemake"), params)
-    dvc = copy_repo(tmp_path_factory.mktemp("dvc"), params)
-    sh(["snakemake", "--cores", "2"], snake)
-    sh(["dvc", "repro"], dvc)
-    return snake, dvc
+    """Two copies of the repo with the tiny params, the whole DAG run: one by Snakemake, one by DVC."""
+    return tiny_dag(tmp_path_factory, "snakemake"), tiny_dag(tmp_path_factory, "dvc")
 
 
 def all_outputs(ws) -> list[str]:

@@ -5,6 +5,7 @@ datasets in the on-disk formats it names."""
 from __future__ import annotations
 
 import copy
+import subprocess
 from collections import Counter
 
 import pytest
@@ -21,11 +22,11 @@ SEVEN = ["fgsm", "pgd", "ssah", "deepfool", "bim", "cw", "jsma"]
 
 
 def paper() -> dict:
-    return yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    return params_mod.read(REPO / "configs/paper.yaml")
 
 
 def test_paper_preset_is_valid_and_sets_the_paper_values():
-    p = params_mod.load(REPO / "configs/paper.yaml")
+    p = paper()
     cae, aae = p["recovery"]["cae"]["faithful"], p["recovery"]["aae"]["faithful"]
     assert cae["widths"] == [512, 256, 128, 64] and aae["widths"] == [512, 400, 300, 200, 100, 64]
     assert (cae["epochs"], aae["epochs"], cae["batch_size"], cae["optimizer"], cae["lr"]) == (700, 1500, 256, "sgd", 0.03)
@@ -144,8 +145,56 @@ def test_the_paper_preset_runs_end_to_end_at_its_architecture(tmp_path):
 def test_tiny_preset_is_valid_and_shares_the_default_keys():
     """configs/tiny.yaml (the tests' configuration) is valid and differs from params.yaml in sizes,
     not in structure: the same stages, attacks and variants are exercised."""
-    tiny, default = params_mod.load(REPO / "configs/tiny.yaml"), params_mod.load(REPO / "params.yaml")
+    tiny, default = params_mod.read(REPO / "configs/tiny.yaml"), params_mod.load(REPO / "params.yaml")
     assert tiny.keys() == default.keys()
     assert tiny["attack"]["instances"].keys() == default["attack"]["instances"].keys()
     assert set(tiny["attack"]["run"]) <= set(default["attack"]["run"])
     assert tiny["recovery"]["cae"]["default"].keys() == default["recovery"]["cae"]["default"].keys()
+
+
+COMPLETE = "5363bb7"  # the last commit whose presets were complete files
+
+
+def _ordered(node):
+    """``node`` compared with the order that matters: a mapping of named entries (every value a
+    mapping: pools, defences, attacks) keeps its order; a method's parameters are named arguments."""
+    if isinstance(node, dict):
+        items = [(k, _ordered(v)) for k, v in node.items()]
+        return items if node and all(isinstance(v, dict) for v in node.values()) else sorted(items)
+    return [_ordered(v) for v in node] if isinstance(node, list) else node
+
+
+@pytest.mark.parametrize("name", ["paper", "tiny"])
+def test_the_overlays_reproduce_the_complete_presets_they_replaced(name):
+    """Each overlay on that commit's params.yaml gives that commit's complete preset, value for value
+    (and in the order of every collection of named entries)."""
+    def show(path):
+        res = subprocess.run(["git", "show", f"{COMPLETE}:{path}"], cwd=REPO, capture_output=True, text=True)
+        if res.returncode:
+            pytest.skip(f"commit {COMPLETE} is not in this clone (shallow?): {res.stderr.strip()}")
+        return yaml.safe_load(res.stdout)
+
+    overlay = yaml.load((REPO / f"configs/{name}.yaml").read_text(), Loader=params_mod.OverlayLoader)
+    merged, complete = params_mod.merge(show("params.yaml"), overlay), show(f"configs/{name}.yaml")
+    assert merged == complete
+    assert _ordered(merged) == _ordered(complete)
+
+
+def test_preset_writes_the_merged_file_and_refuses_to_stack(tmp_path):
+    base = tmp_path / "params.yaml"
+    base.write_text((REPO / "params.yaml").read_text())
+    args = ["preset", str(REPO / "configs/paper.yaml"), "--base", str(base), "--out", str(base)]
+    assert params_mod.main(args) == 0
+    assert params_mod.load(base) == paper()
+    assert params_mod.main(args) == 2  # a preset on a preset: refused, the file unchanged
+    assert params_mod.load(base) == paper()
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ("seed: !drop\nsample: {pools: {nope: !drop }}\n", r"sample.pools.nope: !drop of a key the base does not have"),
+    ("victim: {epochs: 0}\n", r"victim.epochs"),
+])
+def test_a_bad_overlay_names_the_key(tmp_path, overlay, message):
+    (tmp_path / "bad.yaml").write_text(overlay)
+    with pytest.raises(params_mod.ParamsError, match=message):
+        params_mod.preset(tmp_path / "bad.yaml", REPO / "params.yaml")

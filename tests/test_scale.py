@@ -3,6 +3,7 @@ stage covered, the memory limit enforced."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
@@ -13,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from advrecover import attacks, scale
+from advrecover import adaptive, attacks, scale
 from helpers import REPO
 
 
@@ -41,10 +42,12 @@ def test_memory_is_weights_plus_optimiser_state_plus_activations_per_image():
 
 
 def test_every_attack_declares_its_gradient_passes():
-    passes = {m: attacks.REGISTRY.trait(m, "passes") for m in attacks.REGISTRY.builders}
-    assert all(callable(f) for f in passes.values())
-    assert passes["jsma"](features=3072, classes=10, gamma=0.02) == math.ceil(3072 * 0.02 / 2) * 10
-    assert passes["cw"](features=3072, classes=10, c=2, kappa=2, steps=500, lr=0.01) == 500
+    assert all(callable(attacks.REGISTRY.trait(m, "passes")) for m in attacks.REGISTRY.builders)
+    passes = functools.partial(attacks.REGISTRY.passes, features=3072, classes=10)
+    assert passes({"method": "jsma", "theta": 1.0, "gamma": 0.02}) == math.ceil(3072 * 0.02 / 2) * 10
+    assert passes({"method": "cw", "c": 2, "kappa": 2, "steps": 500, "lr": 0.01}) == 500
+    assert passes({"method": "deepfool"}) == 50 * 5  # the builder's defaults: steps 50, 5 candidate classes
+    assert adaptive.REGISTRY.passes({"method": "apgd", "loss": "ce"}) == 50
     with pytest.raises(TypeError, match="passes"):
         attacks.REGISTRY.register("undeclared")
 

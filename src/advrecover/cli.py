@@ -21,15 +21,14 @@ log = logging.getLogger("advrecover")
 def _sample(args, p, device):
     from .stages import sample
 
-    s = p["sample"]
-    sample.run(pools=s["pools"], image_size=s["image_size"], seed=p["seed"], max_bad_fraction=s["max_bad_fraction"],
-               out_dir=args.out, metrics_path=args.metrics, workers=args.workers, progress=not args.quiet)
+    sample.run(**sample.from_params(p, args), out_dir=args.out, metrics_path=args.metrics, workers=args.workers,
+               progress=not args.quiet)
 
 
 def _victim(args, p, device):
     from .stages import victim
 
-    metrics = victim.run(cfg=_victim_config(p), seed=p["seed"], device=device, pools_dir=args.pools, model_path=args.model,
+    metrics = victim.run(**victim.from_params(p, args), device=device, pools_dir=args.pools, model_path=args.model,
                          metrics_path=args.metrics, history_path=args.history, progress=not args.quiet)
     log.info("victim clean accuracy: %s", metrics["accuracy"])
 
@@ -37,146 +36,82 @@ def _victim(args, p, device):
 def _victim_robust(args, p, device):
     from .stages import victim_robust
 
-    r = p["robust_victim"]
-    victim_robust.run(cfg=_victim_config(p), attack_spec=r["attack"], epochs=r["epochs"], seed=p["seed"], device=device,
-                      pools_dir=args.pools, model_path=args.model, metrics_path=args.metrics,
-                      history_path=args.history, progress=not args.quiet)
+    victim_robust.run(**victim_robust.from_params(p, args), device=device, pools_dir=args.pools, model_path=args.model,
+                      metrics_path=args.metrics, history_path=args.history, progress=not args.quiet)
 
 
 def _attack(args, p, device):
-    from . import attacks
     from .stages import attack
 
-    a = p["attack"]
-    if args.attack not in a["instances"]:
-        raise ValueError(f"--attack {args.attack}: not defined under attack.instances")
-    attacks.check(a["instances"])
-    attack.run(name=args.attack, spec=a["instances"][args.attack], pool_name=args.pool,
-               pool_path=Path(args.pools) / f"{args.pool}.h5", victim_path=args.victim, victim_cfg=_victim_config(p),
-               shard=args.shard, n_shards=len(a["shards"]), batch_size=a["batch_size"], dtype=a["dtype"],
-               seed=p["seed"], device=device, out_path=args.out, compression=a["compression"],
-               use_labels=args.pool in a["label_pools"], progress=not args.quiet)
+    attack.run(**attack.from_params(p, args), pool_path=Path(args.pools) / f"{args.pool}.h5", victim_path=args.victim,
+               device=device, out_path=args.out, progress=not args.quiet)
 
 
 def _attack_merge(args, p, device):
     from .stages import attack_merge
 
-    shards = [Path(args.shards) / f"shard-{k}.h5" for k in range(len(p["attack"]["shards"]))]
-    attack_merge.run(shard_paths=shards, out_path=args.out, metrics_path=args.metrics)
+    attack_merge.run(**attack_merge.from_params(p, args), out_path=args.out, metrics_path=args.metrics)
 
 
 def _train_cae(args, p, device):
     from .stages import train_cae
 
-    cfg = params_mod.section(train_cae.CAEConfig, _variant(p, "cae", args.variant))
-    train_cae.run(cfg=cfg, seed=p["seed"], device=device, pool_path=args.pool,
-                  model_path=args.model, history_path=args.history, metrics_path=args.metrics, progress=not args.quiet)
+    train_cae.run(**train_cae.from_params(p, args), device=device, pool_path=args.pool, model_path=args.model,
+                  history_path=args.history, metrics_path=args.metrics, progress=not args.quiet)
 
 
 def _train_aae(args, p, device):
     from .stages import train_aae
 
-    train_on = p["recovery"]["train_on"]
-    if args.train_set != "mixed" and args.train_set not in train_on:
-        raise ValueError(f"--train-set {args.train_set}: not in recovery.train_on {train_on} (or 'mixed')")
-    names = train_on if args.train_set == "mixed" else [args.train_set]
-    cfg = params_mod.section(train_aae.AAEConfig, _variant(p, "aae", args.variant))
-    train_aae.run(cfg=cfg, train_set=args.train_set,
-                  sets={a: Path(args.sets) / f"{a}.h5" for a in names}, pool_path=args.pool, cae_path=args.cae,
-                  seed=p["seed"], device=device, model_path=args.model, history_path=args.history,
-                  metrics_path=args.metrics, progress=not args.quiet)
+    train_aae.run(**train_aae.from_params(p, args), pool_path=args.pool, cae_path=args.cae, device=device,
+                  model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+                  progress=not args.quiet)
 
 
 def _train_purifier(args, p, device):
-    from . import purifiers
     from .stages import train_purifier
 
-    if args.purifier not in p["purifiers"]:
-        raise ValueError(f"--purifier {args.purifier}: not defined under purifiers {list(p['purifiers'])}")
-    purifiers.check(p["purifiers"])
-    spec = p["purifiers"][args.purifier]
-    train_purifier.run(name=args.purifier, spec=spec,
-                       cfg=params_mod.section(train_purifier.PurifierTraining, spec["train"]),
-                       attack_spec=p["attack"]["instances"][spec["train"]["attack"]], pool_path=args.pool,
-                       victim_path=args.victim, victim_cfg=_victim_config(p), seed=p["seed"], device=device,
-                       model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+    train_purifier.run(**train_purifier.from_params(p, args), pool_path=args.pool, victim_path=args.victim,
+                       device=device, model_path=args.model, history_path=args.history, metrics_path=args.metrics,
                        progress=not args.quiet)
 
 
 def _train_ssl(args, p, device):
-    from . import ssl
     from .stages import train_ssl
 
-    tasks = p["ssl"]["tasks"]
-    if args.task not in tasks:
-        raise ValueError(f"--task {args.task}: not defined under ssl.tasks {list(tasks)}")
-    ssl.check(tasks)
-    train_ssl.run(name=args.task, spec=tasks[args.task], cfg=params_mod.section(train_ssl.SSLTraining, p["ssl"]["train"]),
-                  pool_path=args.pool, victim_path=args.victim, victim_cfg=_victim_config(p), seed=p["seed"],
-                  device=device, model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+    train_ssl.run(**train_ssl.from_params(p, args), pool_path=args.pool, victim_path=args.victim, device=device,
+                  model_path=args.model, history_path=args.history, metrics_path=args.metrics,
                   progress=not args.quiet)
 
 
 def _evaluate(args, p, device):
     from .stages import evaluate
 
-    e = p["evaluate"]
-    evaluate.run(defence=args.defence, spec=_defence(p, args.defence), columns=p["attack"]["run"],
-                 train_on=p["recovery"]["train_on"], pool_path=args.pool, adversarial_dir=args.adversarial,
-                 victim_path=args.victim, victim_cfg=_victim_config(p), models_dir=args.models, tau=e["tau"],
-                 batch_size=e["batch_size"], calibration_share=e["detection"]["calibration_share"],
-                 fpr=e["detection"]["fpr"], seed=p["seed"], device=device, out_dir=args.out)
+    evaluate.run(**evaluate.from_params(p, args), pool_path=args.pool, adversarial_dir=args.adversarial,
+                 victim_path=args.victim, models_dir=args.models, device=device, out_dir=args.out)
 
 
 def _adaptive(args, p, device):
     from .stages import adaptive
 
-    d = p["evaluate"]["detection"]
-    adaptive.run(defence=args.defence, spec=_defence(p, args.defence),
-                 cfg=params_mod.section(adaptive.AdaptiveConfig, adaptive.budget(p["adaptive"], args.defence)),
-                 calibration_share=d["calibration_share"], fpr=d["fpr"], columns=p["attack"]["run"],
-                 pool_path=args.pool, adversarial_dir=args.adversarial, victim_path=args.victim,
-                 victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
-                 out_path=args.out, images_path=args.images, summary_path=args.summary, metrics_path=args.metrics)
+    adaptive.run(**adaptive.from_params(p, args), pool_path=args.pool, adversarial_dir=args.adversarial,
+                 victim_path=args.victim, models_dir=args.models, device=device, out_path=args.out,
+                 images_path=args.images, summary_path=args.summary, metrics_path=args.metrics)
 
 
 def _tables(args, p, device):
     from .stages import tables
 
-    tables.run(defences=list(p["evaluate"]["defences"]), columns=p["attack"]["run"], evaluated_dir=args.evaluated,
-               adaptive_dir=args.adaptive, results_dir=args.results, metrics_path=args.metrics)
+    tables.run(**tables.from_params(p, args), evaluated_dir=args.evaluated, adaptive_dir=args.adaptive,
+               results_dir=args.results, metrics_path=args.metrics)
 
 
 def _report(args, p, device):
     from .stages import report
 
-    evaluated = report.Evaluated(defences=p["evaluate"]["defences"], columns=p["attack"]["run"],
-                                 train_on=p["recovery"]["train_on"])
-    report.run(cfg=params_mod.section(report.ReportConfig, p["report"]), evaluated=evaluated,
-               histories=report.histories(p, args.histories),
-               artifacts=report.artifacts(p, pools_dir=args.pools, adversarial_dir=args.adversarial,
-                                          victim_path=args.victim, models_dir=args.models),
-               params_path=args.params, results_dir=args.results, pool_path=Path(args.pools) / f"{p['evaluate']['pool']}.h5",
-               adversarial_dir=Path(args.adversarial) / p["evaluate"]["pool"], victim_path=args.victim,
-               victim_cfg=_victim_config(p), models_dir=args.models, seed=p["seed"], device=device,
-               figures_dir=args.figures, out_path=args.out)
-
-
-def _defence(p: dict, name: str) -> dict:
-    """The spec of one defence, after checking every one (a typo anywhere stops every job)."""
-    from . import defences as registry
-
-    defences = p["evaluate"]["defences"]
-    registry.check(defences)
-    if name not in defences:
-        raise ValueError(f"--defence {name}: not defined under evaluate.defences {list(defences)}")
-    return defences[name]
-
-
-def _victim_config(p: dict):
-    from .models.victim import VictimConfig
-
-    return params_mod.section(VictimConfig, p["victim"])
+    report.run(**report.from_params(p, args), params_path=args.params, results_dir=args.results,
+               victim_path=args.victim, models_dir=args.models, device=device, figures_dir=args.figures,
+               out_path=args.out)
 
 
 def _device(p: dict, stage: str):
@@ -188,12 +123,6 @@ def _device(p: dict, stage: str):
 
     use_allocated_cpus()
     return resolve(p["device"])
-
-
-def _variant(p: dict, part: str, variant: str) -> dict:
-    if variant not in p["recovery"]["variants"]:
-        raise ValueError(f"--variant {variant}: not in recovery.variants {p['recovery']['variants']}")
-    return p["recovery"][part][variant]
 
 
 POOLS = ("--pools", "directory holding the pool files")

@@ -1,14 +1,13 @@
 """Read ``dvc.yaml`` rendered with the params: one DAG, two runners.
 
-The Snakefile uses it for its target list and for dependencies on directories of outputs
-(``workflow/rules/common.smk``); ``advrecover.rules`` for generating the rules; the tests for
-comparing both runners.
-
 ``dvc.yaml`` is the single source of truth for stages, commands, dependencies, outputs and
-parameter dependencies. ``${key.path}`` is rendered from the params (as DVC does); a ``matrix``
-stage becomes one Snakemake rule whose wildcards are the matrix keys (``${item.k}`` -> ``{k}``),
-so each DVC instance ``stage@v1-v2`` is one Snakemake job of rule ``stage``. Snakemake gets the
-stage's parameter values as ``params`` so that its ``params`` rerun trigger mirrors DVC's.
+parameter dependencies. :func:`render` is the one reader of its ``${...}`` expressions: here it
+renders ``${key.path}`` from the params (as DVC does) and ``${item.k}`` as the wildcard ``{k}``, so
+a ``matrix`` stage is one Snakemake rule and each DVC instance ``stage@v1-v2`` one job of it;
+``advrecover.rules`` uses it to write the literal rules (with ``params`` mirroring DVC's rerun
+trigger). The Snakefile reads :func:`load_stages` for its target list and for dependencies on
+directories of outputs (``workflow/rules/common.smk``); ``benchmarks/scale.py`` for each job's
+command.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ class Stage:
     cmd: str  # the command, braces escaped, matrix items as {k}: see command()
     deps: list[str]
     outs: list[str]  # outs, metrics and plots, in that order
-    params: dict  # param_name(params key) -> value, for Snakemake's params rerun trigger
-    log: str
-    benchmark: str
     wildcards: dict[str, list[str]] = field(default_factory=dict)  # matrix key -> values
     directory: list[bool] = field(default_factory=list)  # per dvc.yaml dep: a directory of other stages' outputs
 
@@ -56,10 +52,6 @@ class Stage:
             out += [o.format(**values) for o in self.outs]
         return out
 
-    @property
-    def wildcard_constraints(self) -> dict[str, str]:
-        return {k: "|".join(re.escape(v) for v in vals) for k, vals in self.wildcards.items()}
-
 
 def lookup(params: dict, key: str):
     """``params['a']['b']`` for ``'a.b'``; a clear error naming the key when absent."""
@@ -71,24 +63,31 @@ def lookup(params: dict, key: str):
     return node
 
 
+def render(text: str, literal, variable) -> str:
+    """The one ``${...}`` renderer of ``dvc.yaml`` strings: the literal parts of ``text`` through
+    ``literal``, each ``${key}`` through ``variable(key)`` (the rule generator and this module's
+    Snakemake patterns are two choices of the two functions)."""
+    out, pos = [], 0
+    for m in VAR.finditer(text):
+        out += [literal(text[pos:m.start()]), variable(m.group(1))]
+        pos = m.end()
+    return "".join(out) + literal(text[pos:])
+
+
 def _render(text: str, params: dict, item_fmt: str | None) -> str:
     """Snakemake pattern of a DVC string: literal text and ``${key}`` params values with braces
     escaped, ``${item.k}`` replaced by ``item_fmt.format(k=k)`` (a wildcard)."""
-    out, pos = [], 0
-    for m in VAR.finditer(text):
-        out.append(_escape(text[pos:m.start()]))
-        pos = m.end()
-        key = m.group(1)
+    def variable(key: str) -> str:
         if key.startswith("item."):
             if item_fmt is None:
                 raise DagError(f"${{{key}}} used outside a matrix stage")
-            out.append(item_fmt.format(k=key[5:]))
-            continue
+            return item_fmt.format(k=key[5:])
         value = lookup(params, key)
         if isinstance(value, (dict, list)):
             raise DagError(f"${{{key}}} is not a scalar; only scalars can be interpolated")
-        out.append(_escape(str(value).lower() if isinstance(value, bool) else str(value)))
-    return "".join(out) + _escape(text[pos:])
+        return _escape(str(value).lower() if isinstance(value, bool) else str(value))
+
+    return render(text, _escape, variable)
 
 
 def output_paths(entries) -> list[str]:
@@ -126,34 +125,12 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
         missing = [k for k in wildcards if "{" + k + "}" not in out]
         if missing:
             raise DagError(f"stage {name}: output {out} must contain every matrix key, missing {missing}")
-    keys = []
     for p in d.get("params") or []:
         if not isinstance(p, str):
             raise DagError(f"stage {name}: only params.yaml keys are supported in 'params', got {p!r}")
-        keys.append(p)
-    log = LOG.search(d["cmd"])
-    if not log:
+    if not LOG.search(d["cmd"]):
         raise DagError(f"stage {name}: its cmd must pass --log <file> (Snakemake's log directive)")
-    log_path = path(log.group(1))
-    suffix = "/" + "-".join("{" + k + "}" for k in wildcards) if wildcards else ""
-    return Stage(
-        name=name, cmd=cmd, deps=deps, outs=outs, log=log_path,
-        params={param_name(k): _param_value(params, k) for k in keys},
-        benchmark=f"logs/benchmarks/{name}{suffix}.tsv", wildcards=wildcards,
-    )
-
-
-def param_name(key: str) -> str:
-    """A Snakemake params name (an identifier) for a dvc.yaml params key such as ``sample.pools``."""
-    return re.sub(r"\W", "_", key)
-
-
-def _param_value(params: dict, key: str):
-    """The value of a params key, or for a key with ``${item.k}`` a function of the job's wildcards."""
-    if "${item." not in key:
-        return lookup(params, _render(key, params, None))
-    pattern = _render(key, params, "{{{k}}}")
-    return lambda wildcards: lookup(params, pattern.format(**dict(wildcards.items())))
+    return Stage(name=name, cmd=cmd, deps=deps, outs=outs, wildcards=wildcards)
 
 
 def expand_directory_deps(stages: list[Stage]) -> None:

@@ -61,6 +61,13 @@ class Registry:
         """The method of one entry, given the stage's ``context`` arguments."""
         return self.builders[spec["method"]](*context, **{k: v for k, v in spec.items() if k != "method"})
 
+    def passes(self, spec: dict, **context) -> int:
+        """The declared ``passes`` of one entry, called with the entry's parameters over the builder's
+        defaults (so the signature stays the one place of the defaults) and ``context``."""
+        defaults = {k: v for k, v in self.parameters(spec["method"]).items() if v is not inspect.Parameter.empty}
+        entry = {**defaults, **{k: v for k, v in spec.items() if k != "method"}}
+        return self.traits[spec["method"]]["passes"](**context, **entry)
+
     def trait(self, method: str, name: str, default=None):
         return self.traits[method].get(name, default)
 

@@ -31,13 +31,9 @@ def _config(key: str) -> str:
     return "config" + "".join(f'["{part}"]' for part in key.split("."))
 
 
-def _translate(text: str, literal, variable) -> str:
-    """``text`` with its literal parts passed through ``literal`` and each ``${key}`` through ``variable``."""
-    out, pos = [], 0
-    for m in VAR.finditer(text):
-        out += [literal(text[pos:m.start()]), variable(m.group(1))]
-        pos = m.end()
-    return "".join(out) + literal(text[pos:])
+def param_name(key: str) -> str:
+    """A Snakemake params name (an identifier) for a dvc.yaml params key such as ``sample.pools``."""
+    return re.sub(r"\W", "_", key)
 
 
 def _quote(text: str) -> str:
@@ -51,8 +47,8 @@ def _path(text: str) -> str:
         return t.replace("{", "{{").replace("}", "}}")
 
     if all(m.group(1).startswith("item.") for m in VAR.finditer(text)):
-        return _quote(_translate(text, escape, lambda k: "{" + k[5:] + "}"))
-    return "f" + _quote(_translate(text, lambda t: escape(escape(t)),
+        return _quote(dag.render(text, escape, lambda k: "{" + k[5:] + "}"))
+    return "f" + _quote(dag.render(text, lambda t: escape(escape(t)),
                                    lambda k: "{{" + k[5:] + "}}" if k.startswith("item.") else
                                    "{" + _config(k).replace('"', "'") + "}"))
 
@@ -62,15 +58,15 @@ def _shell(cmd: str, scalars: dict) -> str:
     def variable(key):
         if key.startswith("item."):
             return "{wildcards." + key[5:] + "}"
-        scalars[dag.param_name(key)] = _config(key)
-        return "{params." + dag.param_name(key) + "}"
+        scalars[param_name(key)] = _config(key)
+        return "{params." + param_name(key) + "}"
 
-    return _translate(cmd, lambda t: t.replace("{", "{{").replace("}", "}}"), variable)
+    return dag.render(cmd, lambda t: t.replace("{", "{{").replace("}", "}}"), variable)
 
 
 def _trigger(key: str) -> tuple[str, str]:
     """(name, value expression) of a params dependency: Snakemake re-runs a job when it changes, as DVC does."""
-    name = dag.param_name(VAR.sub(lambda m: m.group(1)[5:], key))
+    name = param_name(VAR.sub(lambda m: m.group(1)[5:], key))
     parts = [(f"wildcards.{p[7:-1]}" if p.startswith("${item.") else f'"{p}"') for p in re.split(r"\.(?![^{]*\})", key)]
     if any(p.startswith("wildcards.") for p in parts):
         return name, "lambda wildcards: config" + "".join(f"[{p}]" for p in parts)

@@ -208,19 +208,19 @@ def classes(p: dict) -> int:
 
 def victim(p: dict, n_classes: int):
     """The victim the params describe, fresh weights, in eval mode (the attacked network)."""
-    from . import params as params_mod
+    from .config import section
     from .models import victim as victims
 
-    cfg = params_mod.section(victims.VictimConfig, p["victim"])
+    cfg = section(victims.VictimConfig, p["victim"])
     return victims.build(replace(cfg, imagenet_classes=None), [f"c{i}" for i in range(n_classes)]).eval()
 
 
 def trained_victim(p: dict, job: Job) -> nn.Module:
     """The victim the ``victim`` stage's workload wrote, read as the stages read it (``--victim``)."""
-    from . import params as params_mod
+    from .config import section
     from .models import victim as victims
 
-    return victims.load(job.path(job.args.victim), params_mod.section(victims.VictimConfig, p["victim"]))
+    return victims.load(job.path(job.args.victim), section(victims.VictimConfig, p["victim"]))
 
 
 def attack_load(name: str, spec: dict, victim: nn.Module, images: int, batch: int, image_size: int) -> Load:
@@ -230,9 +230,8 @@ def attack_load(name: str, spec: dict, victim: nn.Module, images: int, batch: in
     from .attacks import REGISTRY
     from .attacks.features import vgg16_relu3_3
 
-    entry = {k: v for k, v in spec.items() if k != "method"}
     classes = victim(torch.zeros(1, 3, image_size, image_size)).shape[1]
-    passes = REGISTRY.trait(spec["method"], "passes")(features=3 * image_size ** 2, classes=classes, **entry)
+    passes = REGISTRY.passes(spec, features=3 * image_size ** 2, classes=classes)
     net = vgg16_relu3_3(None) if spec.get("network") == "vgg16" else victim
     return Load(f"{name}: {passes} gradients per image", net, (net,), "grad", batch, images * passes,
                 (3, image_size, image_size))

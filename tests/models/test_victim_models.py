@@ -7,7 +7,7 @@ import torch
 
 from advrecover.models import victim as victims
 from advrecover.models.resnet import ResNet
-from advrecover.params import section
+from advrecover.config import section
 from helpers import tiny_params
 
 

@@ -21,7 +21,7 @@ from advrecover.data.pools import read_pool
 from advrecover.data.tensors import to_tensor
 from advrecover.io import sha256_file
 from advrecover.models import victim as victims
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import attack, attack_merge, sample, victim
 from helpers import REPO, run_env
 

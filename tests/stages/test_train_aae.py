@@ -9,7 +9,7 @@ import torch
 from advrecover.data.adversarial import ChecksumMismatch
 from advrecover.data.pools import read_pool
 from advrecover.models import autoencoder as ae
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import train_aae, train_cae
 from helpers import write_adversarial_set
 from stages.test_train_cae import CFG as CAE_CFG, unlabelled_pool

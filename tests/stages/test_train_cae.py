@@ -8,7 +8,7 @@ import torch
 
 from advrecover.data.pools import write_pool
 from advrecover.models import autoencoder as ae
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import train_cae
 from advrecover.training import NonFiniteLoss
 

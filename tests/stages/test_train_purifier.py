@@ -10,7 +10,7 @@ import torch
 from advrecover import purifiers
 from advrecover.data.pools import write_pool
 from advrecover.models.victim import VictimConfig
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import train_purifier
 from advrecover.training import NonFiniteLoss
 
@@ -93,8 +93,3 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_the_term(tmp_path):
         train(tmp_path, "nrp", pool(tmp_path / "cae.h5", "none"), "nrp",
               spec={**SPECS["nrp"], "pixel": float("inf")})
     assert not (tmp_path / "nrp.pt").exists()
-
-
-def test_an_unknown_purifier_parameter_is_refused_naming_it(tmp_path):
-    with pytest.raises(ValueError, match=r"purifiers.nrp.depth"):
-        train(tmp_path, "nrp", pool(tmp_path / "cae.h5", "none"), "nrp", spec={**SPECS["nrp"], "depth": 3})

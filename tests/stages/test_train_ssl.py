@@ -43,8 +43,6 @@ def test_it_writes_a_loadable_head_its_history_and_its_losses(tmp_path):
 
 
 def test_bad_input_is_named(tmp_path):
-    data = pool(tmp_path / "aae.h5", "none")
-    with pytest.raises(ValueError, match="rot.method: unknown self-supervised task 'spin'"):
-        train(tmp_path, "rot", data, "x", spec={"method": "spin"})
+    """(An unknown task is refused when the params are loaded: tests/test_params.py.)"""
     with pytest.raises(FileNotFoundError, match="missing.h5"):
         train(tmp_path, "rotation", tmp_path / "missing.h5", "x")

@@ -10,7 +10,7 @@ import torch
 
 from advrecover.data.pools import POOL_ORDER, write_pool
 from advrecover.models import victim as victims
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import sample, victim
 
 

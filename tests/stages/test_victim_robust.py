@@ -8,7 +8,7 @@ import torch
 
 from advrecover import attacks, defences
 from advrecover.models import victim as victims
-from advrecover.params import section
+from advrecover.config import section
 from advrecover.stages import victim_robust
 
 from stages.test_victim import pools  # noqa: F401  (fixture)
@@ -49,8 +49,3 @@ def test_every_batch_is_attacked_and_the_model_loads_as_a_defence(tmp_path, para
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(row.classifier(x), loaded(x))
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == "epoch,loss,train_accuracy"
-
-
-def test_an_unknown_attack_is_refused_naming_the_parameter(tmp_path, params, pools):
-    with pytest.raises(ValueError, match=r"robust_victim.attack.epsilon"):
-        run(tmp_path, params, pools, attack={"method": "ffgsm", "epsilon": 0.1, "alpha": 0.1})

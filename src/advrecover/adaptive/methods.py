@@ -19,7 +19,7 @@ from torchattacks.attack import Attack
 from . import register
 
 
-@register("apgd", passes=lambda steps=50, n_restarts=1, **entry: steps * n_restarts,
+@register("apgd", passes=lambda steps, n_restarts, **entry: steps * n_restarts,
           every_image=lambda atk, x, y: atk.perturb(x, y, best_loss=True)[1])
 def apgd(model, norm, eps, eot_iter, loss: str = "ce", steps: int = 50, n_restarts: int = 1, seed: int = 0):
     """APGD (Croce and Hein 2020), Linf or L2: step-size-free PGD with momentum. Arguments:
@@ -43,7 +43,7 @@ def _apgdt_every_image(atk, x, y):
     return adv
 
 
-@register("apgdt", passes=lambda steps=50, n_restarts=1, n_target_classes=9, **entry:
+@register("apgdt", passes=lambda steps, n_restarts, n_target_classes, **entry:
           steps * n_restarts * n_target_classes, every_image=_apgdt_every_image)
 def apgdt(model, norm, eps, eot_iter, steps: int = 50, n_restarts: int = 1, n_target_classes: int = 9, seed: int = 0):
     """APGD-T (Croce and Hein 2020): APGD on the targeted DLR loss against each of the
@@ -58,7 +58,7 @@ def _square_every_image(atk, x, y):
     return atk.attack_single_run(x, y)[1]
 
 
-@register("square", passes=lambda n_queries=1000, n_restarts=1, **entry: n_queries * n_restarts,
+@register("square", passes=lambda n_queries, n_restarts, **entry: n_queries * n_restarts,
           gradient_free=True, every_image=_square_every_image)
 def square(model, norm, eps, eot_iter, n_queries: int = 1000, n_restarts: int = 1, p_init: float = 0.8,
            seed: int = 0):
@@ -71,7 +71,7 @@ def square(model, norm, eps, eot_iter, n_queries: int = 1000, n_restarts: int = 
                                p_init=p_init, loss="margin", seed=seed)
 
 
-@register("pgd", passes=lambda steps=100, **entry: steps)
+@register("pgd", passes=lambda steps, **entry: steps)
 def pgd(model, norm, eps, eot_iter, steps: int = 100, step_ratio: float = 0.25, random_start: bool = True):
     """PGD (Madry et al. 2018), Linf (torchattacks' EOTPGD: ``eot_iter`` samples per step) or L2
     (torchattacks' PGDL2, deterministic defences only). Arguments: ``steps`` (100), step size

@@ -23,6 +23,12 @@ def check(instances: dict, where: str = "attack.instances") -> None:
     REGISTRY.check(instances, where)
 
 
+def label_free() -> list[str]:
+    """The methods that perturb without labels (declared ``label_free=True``), as the purifiers'
+    label-free training needs."""
+    return sorted(m for m in REGISTRY.builders if REGISTRY.trait(m, "label_free", False))
+
+
 def build(spec: dict, model):
     """The attack of one params instance (``{"method": ..., **params}``) against ``model``."""
     return REGISTRY.build(spec, model)

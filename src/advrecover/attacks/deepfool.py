@@ -73,7 +73,7 @@ class BatchedDeepFool(Attack):
         return step, cls[rows, k]
 
 
-@register("deepfool", passes=lambda features, classes, steps=50, candidates=5, impl="batched", **entry:
+@register("deepfool", passes=lambda features, classes, steps, candidates, impl, **entry:
           steps * (classes if impl == "torchattacks" else min(candidates, classes)))
 def deepfool(model, steps: int = 50, overshoot: float = 0.02, impl: str = "batched", candidates: int = 5):
     """DeepFool, L2 (Moosavi-Dezfooli, Fawzi and Frossard 2016, Algorithm 2). Arguments: ``steps`` (50),

@@ -65,7 +65,7 @@ class SSAH(Attack):
         return ((torch.tanh(w) + 1) / 2).detach()
 
 
-@register("ssah", passes=lambda features, classes, steps, **entry: steps)
+@register("ssah", label_free=True, passes=lambda features, classes, steps, **entry: steps)
 def ssah(model, steps: int, lr: float, alpha: float = 1.0, lambda_lf: float = 0.1, margin: float = 0.2):
     """SSAH (Luo et al. 2022), no norm ball: ``steps``, ``lr`` (Adam on the tanh variable), ``alpha`` (1.0,
     the official code; Li, Angelov and Suri list 0.01), ``lambda_lf`` (0.1: weight of the Haar-LL term),

@@ -40,7 +40,7 @@ class SSP(Attack):
         return adv.detach()
 
 
-@register("ssp", passes=lambda features, classes, steps, **entry: steps)
+@register("ssp", label_free=True, passes=lambda features, classes, steps, **entry: steps)
 def ssp(model, eps: float, step: float, steps: int, network: str = "victim", weights: str | None = None,
         random_start: bool = True):
     """SSP, Linf, label-free (Naseer et al. 2020): maximise the feature distortion of ``network``

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from .. import adaptive, defences, detection, inference, scale
-from .. import params as params_mod
+from ..config import entry, section
 from ..adaptive import checks
 from ..adaptive import outcomes as O
 from ..adaptive.methods import DetectionAwarePGD, every_image
@@ -475,13 +475,22 @@ def write(rows: list[dict], records: list[pd.DataFrame], defence: str, *, out_pa
     write_json(metrics_path, {"rows": rows})
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    d = p["evaluate"]["detection"]
+    return {"defence": args.defence,
+            "spec": entry(p["evaluate"]["defences"], args.defence, "defence", "evaluate.defences"),
+            "cfg": section(AdaptiveConfig, budget(p["adaptive"], args.defence)),
+            "calibration_share": d["calibration_share"], "fpr": d["fpr"], "columns": p["attack"]["run"],
+            "victim_cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
+
+
 def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: float, fpr: float,
         columns: list[str], pool_path: str | Path, adversarial_dir: str | Path, victim_path: str | Path,
         victim_cfg: victims.VictimConfig, models_dir: str | Path, seed: int, device, out_path: str | Path,
         images_path: str | Path, summary_path: str | Path, metrics_path: str | Path) -> list[dict]:
     """Attack every model of ``defence`` under every threat model; write its rows, records and summaries."""
-    defences.check({defence: spec})
-    adaptive.check(cfg.attacks)
     data = load_data(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns,
                      victim_checksum=sha256_file(victim_path), n=cfg.n, calibration_share=calibration_share,
                      seed=seed)
@@ -505,7 +514,7 @@ def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: flo
 
 
 def _passes(spec: dict) -> int:
-    return adaptive.REGISTRY.trait(spec["method"], "passes")(**{k: v for k, v in spec.items() if k != "method"})
+    return adaptive.REGISTRY.passes(spec)
 
 
 def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int, int]:
@@ -526,8 +535,8 @@ def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int, int]:
 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """Every route's gradients (:func:`gradient_passes`) and the defended answers, per attacked model."""
-    spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
-    cfg = params_mod.section(AdaptiveConfig, budget(p["adaptive"], job.args.defence))
+    job_cfg, size = from_params(p, job.args), p["sample"]["image_size"]
+    spec, cfg = job_cfg["spec"], job_cfg["cfg"]
     n = cfg.n or round(p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (1 - p["evaluate"]["detection"]["calibration_share"]))
     victim = scale.trained_victim(p, job)
     sets = model_sets(spec, cfg.train_sets)

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks, inference, scale
+from ..config import entry, section
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file
@@ -149,6 +150,16 @@ def set_attributes(*, name: str, spec: dict, pool_name: str, pool_checksum: str,
             "n_shards": n_shards, "target": "label" if labelled else "prediction", "versions": versions()}
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    a = p["attack"]
+    return {"name": args.attack, "spec": entry(a["instances"], args.attack, "attack", "attack.instances"),
+            "pool_name": args.pool, "victim_cfg": section(victims.VictimConfig, p["victim"]), "shard": args.shard,
+            "n_shards": len(a["shards"]), "batch_size": a["batch_size"], "dtype": a["dtype"], "seed": p["seed"],
+            "compression": a["compression"], "use_labels": args.pool in a["label_pools"]}
+
+
 def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_path: str | Path, victim_cfg: victims.VictimConfig,
         shard: int, n_shards: int, batch_size: int, dtype: str, seed: int, device, out_path: str | Path,
         compression: str = "blosc", use_labels: bool = True, progress: bool = True) -> dict:
@@ -157,7 +168,6 @@ def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_
     The attack pushes each image away from its pool label when ``use_labels`` (the pool's labels
     are the victim's classes) and every image has one; otherwise away from the victim's clean
     prediction (recorded as the ``target`` attribute: ``label`` or ``prediction``)."""
-    attacks.check({name: spec})
     out_path = Path(out_path)
     with h5py.File(pool_path, "r") as pool:
         n, size = pool["images"].shape[0], pool["images"].shape[1]
@@ -202,10 +212,9 @@ def run(*, name: str, spec: dict, pool_name: str, pool_path: str | Path, victim_
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """The attack's gradients on this shard's images (its declared passes per image), plus the clean
     pass that finds the images the victim already gets wrong."""
-    a, size = p["attack"], p["sample"]["image_size"]
-    spec = a["instances"][job.args.attack]
+    c, size = from_params(p, job.args), p["sample"]["image_size"]
     n = p["sample"]["pools"][job.args.pool]["n"]
-    rows = sum(e - s for _, s, e in shard_batches(n, a["batch_size"], job.args.shard, len(a["shards"])))
+    rows = sum(e - s for _, s, e in shard_batches(n, c["batch_size"], c["shard"], c["n_shards"]))
     model = scale.trained_victim(p, job)
-    return [scale.attack_load(job.args.attack, spec, model, rows, a["batch_size"], size),
-            scale.Load("clean logits", model, (model,), "forward", a["batch_size"], rows, (3, size, size))]
+    return [scale.attack_load(c["name"], c["spec"], model, rows, c["batch_size"], size),
+            scale.Load("clean logits", model, (model,), "forward", c["batch_size"], rows, (3, size, size))]

@@ -43,6 +43,12 @@ def summary(f: h5py.File) -> dict:
     return metrics
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    return {"shard_paths": [Path(args.shards) / f"shard-{k}.h5" for k in range(len(p["attack"]["shards"]))]}
+
+
 def run(*, shard_paths: list[str | Path], out_path: str | Path, metrics_path: str | Path) -> dict:
     """Merge ``shard_paths`` (in shard order) into ``out_path``; write summary metrics."""
     shards = [Path(p) for p in shard_paths]

@@ -29,6 +29,7 @@ import torch
 from .. import defences as defence_registry
 from .. import detection, inference, scale
 from .. import metrics as M
+from ..config import entry, section
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
@@ -192,12 +193,21 @@ def records(cells: Cells) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    e = p["evaluate"]
+    return {"defence": args.defence, "spec": entry(e["defences"], args.defence, "defence", "evaluate.defences"),
+            "columns": p["attack"]["run"], "train_on": p["recovery"]["train_on"],
+            "victim_cfg": section(victims.VictimConfig, p["victim"]), "tau": e["tau"], "batch_size": e["batch_size"],
+            "calibration_share": e["detection"]["calibration_share"], "fpr": e["detection"]["fpr"], "seed": p["seed"]}
+
+
 def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], pool_path: str | Path,
         adversarial_dir: str | Path, victim_path: str | Path, victim_cfg: victims.VictimConfig,
         models_dir: str | Path, tau: float, batch_size: int, calibration_share: float, fpr: float, seed: int,
         device, out_dir: str | Path) -> dict:
     """Evaluate ``defence`` on every column in both protocols; write ``<out_dir>/<protocol>.csv``."""
-    defence_registry.check({defence: spec})
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
     data = load_inputs(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns, victim=victim,
                        victim_checksum=sha256_file(victim_path), batch_size=batch_size,
@@ -216,11 +226,12 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """The defended answer (repair, then classifier) on the clean and every attacked column of the
     pool, charged for every model of a per-attack defence (an upper bound: cells are shared)."""
-    spec, size = p["evaluate"]["defences"][job.args.defence], p["sample"]["image_size"]
+    job_cfg, size = from_params(p, job.args), p["sample"]["image_size"]
+    spec = job_cfg["spec"]
     victim = scale.trained_victim(p, job)
-    sets = [*p["recovery"]["train_on"], "mixed"] if defence_registry.trained_on_attack(spec) else [None]
+    sets = [*job_cfg["train_on"], "mixed"] if defence_registry.trained_on_attack(spec) else [None]
     defence = defence_registry.build(spec, job.path(job.args.models), sets[0], victim)
     classifier = defence_registry.classifier(defence, victim)
-    images = p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (len(p["attack"]["run"]) + 1) * len(sets)
+    images = p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (len(job_cfg["columns"]) + 1) * len(sets)
     return [scale.Load("defended answers", lambda x: classifier(defence.recover(x)), (defence, classifier), "forward",
-                       p["evaluate"]["batch_size"], images, (3, size, size))]
+                       job_cfg["batch_size"], images, (3, size, size))]

@@ -20,6 +20,7 @@ import torch
 
 from .. import defences as defence_registry
 from .. import inference
+from ..config import section
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
@@ -129,6 +130,20 @@ def ablations(results_dir: Path) -> list[dict]:
             entry["png"] = figures.png(draw(table, value))
         out.append(entry)
     return out
+
+
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI."""
+    pool = p["evaluate"]["pool"]
+    return {"cfg": section(ReportConfig, p["report"]),
+            "evaluated": Evaluated(defences=p["evaluate"]["defences"], columns=p["attack"]["run"],
+                                   train_on=p["recovery"]["train_on"]),
+            "histories": histories(p, args.histories),
+            "artifacts": artifacts(p, pools_dir=args.pools, adversarial_dir=args.adversarial, victim_path=args.victim,
+                                   models_dir=args.models),
+            "pool_path": Path(args.pools) / f"{pool}.h5", "adversarial_dir": Path(args.adversarial) / pool,
+            "victim_cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
 
 
 def run(*, cfg: ReportConfig, evaluated: Evaluated, histories: dict, artifacts: list[Path], params_path,

@@ -87,6 +87,14 @@ def draw_pool(source, stream: IndexStream, n: int, name: str, workers: int = 1, 
     return images[:got], labels[:got], index[:got], bad
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    s = p["sample"]
+    return {"pools": s["pools"], "image_size": s["image_size"], "seed": p["seed"],
+            "max_bad_fraction": s["max_bad_fraction"]}
+
+
 def run(*, pools: dict, image_size: int, seed: int, max_bad_fraction: float,
         out_dir: str | Path, metrics_path: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Draw every pool in ``pools`` (name -> source config) and write ``<out_dir>/<name>.h5``."""

@@ -213,7 +213,7 @@ def row_key(row) -> tuple[str, str, str]:
 def comparisons(adaptive: pd.DataFrame, worst: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The adaptive rows with ``vs_none`` columns (difference, p, n), and every pair of rows under
     one threat model (the report's matrix)."""
-    keyed = worst.set_index(["defence", "model", "threat", "image"])["correct"]
+    keyed = worst.set_index(["defence", "model", "threat", "image"])["correct"].sort_index()
     keys = [row_key(r) for _, r in adaptive.iterrows()]
     outcome = {k: keyed.loc[k] for k in keys}
     names = dict(zip(keys, adaptive.apply(label, axis=1)))
@@ -233,6 +233,12 @@ def _write(path: Path, frame: pd.DataFrame, text: str, float_format: str = "%.6f
         frame.to_csv(tmp, index=False, float_format=float_format)
     with atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text(text)
+
+
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    return {"defences": list(p["evaluate"]["defences"]), "columns": p["attack"]["run"]}
 
 
 def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, adaptive_dir: str | Path,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import scale, training
-from .. import params as params_mod
+from ..config import entry, section
 from ..data.adversarial import read_adversarial, read_attrs
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file, write_json
@@ -124,6 +124,18 @@ def train(cae: ae.ConvVAE, images: torch.Tensor, cfg: AAEConfig, seed: int, devi
     return model.eval()
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    rec = p["recovery"]
+    entry({v: v for v in rec["variants"]}, args.variant, "variant", "recovery.variants")
+    if args.train_set != "mixed":
+        entry({t: t for t in rec["train_on"]}, args.train_set, "train-set", "recovery.train_on (or mixed)")
+    names = rec["train_on"] if args.train_set == "mixed" else [args.train_set]
+    return {"cfg": section(AAEConfig, rec["aae"][args.variant]), "train_set": args.train_set, "seed": p["seed"],
+            "sets": {a: Path(args.sets) / f"{a}.h5" for a in names}}
+
+
 def run(*, cfg: AAEConfig, train_set: str, sets: dict[str, Path], pool_path: str | Path, cae_path: str | Path, seed: int,
         device, model_path: str | Path, history_path: str | Path, metrics_path: str | Path,
         progress: bool = True) -> dict:
@@ -148,7 +160,7 @@ def run(*, cfg: AAEConfig, train_set: str, sets: dict[str, Path], pool_path: str
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """``epochs`` passes of eq. (2)-(6) over the aae pool's adversarial images (E_AAE, the frozen
     D_CAE and E_CAE, D_AAE), then the PSNR pass. Writes the fresh-weight AAE."""
-    cfg = params_mod.section(AAEConfig, p["recovery"]["aae"][job.args.variant])
+    cfg = from_params(p, job.args)["cfg"]
     size = p["sample"]["image_size"]
     cae = ae.load(job.path(job.args.cae)).requires_grad_(False)
     model = ae.build(cfg.architecture(cae), size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import scale, training
-from .. import params as params_mod
+from ..config import entry, section
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
 from ..io import config_digest, write_json
@@ -74,6 +74,14 @@ def train(images: torch.Tensor, cfg: CAEConfig, seed: int, device, history_path,
     return model.eval()
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    rec = p["recovery"]
+    entry({v: v for v in rec["variants"]}, args.variant, "variant", "recovery.variants")
+    return {"cfg": section(CAEConfig, rec["cae"][args.variant]), "seed": p["seed"]}
+
+
 def run(*, cfg: CAEConfig, seed: int, device, pool_path: str | Path, model_path: str | Path, history_path: str | Path,
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train the CAE on the pool's images; write the model, the per-epoch history and metrics."""
@@ -92,7 +100,7 @@ def run(*, cfg: CAEConfig, seed: int, device, pool_path: str | Path, model_path:
 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """``epochs`` passes of eq. (1) over the cae pool, then the PSNR pass. Writes the fresh-weight CAE."""
-    cfg = params_mod.section(CAEConfig, p["recovery"]["cae"][job.args.variant])
+    cfg = from_params(p, job.args)["cfg"]
     size = p["sample"]["image_size"]
     model = ae.build(cfg.architecture, size)
     ae.save(job.path(job.args.model), model)

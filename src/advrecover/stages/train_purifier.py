@@ -21,7 +21,7 @@ import kornia.augmentation as K
 import torch
 
 from .. import attacks, inference, purifiers, scale, training
-from .. import params as params_mod
+from ..config import entry, section
 from ..attacks.features import network as feature_network, vgg16_relu3_3
 from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
@@ -120,11 +120,19 @@ def mean_psnr(transform, inputs: torch.Tensor, targets: torch.Tensor, device, ba
     return float(torch.cat(values).mean())
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    spec = entry(p["purifiers"], args.purifier, "purifier", "purifiers")
+    return {"name": args.purifier, "spec": spec, "cfg": section(PurifierTraining, spec["train"]),
+            "attack_spec": p["attack"]["instances"][spec["train"]["attack"]],
+            "victim_cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
+
+
 def run(*, name: str, spec: dict, cfg: PurifierTraining, attack_spec: dict, pool_path: str | Path,
         victim_path: str | Path, victim_cfg: victims.VictimConfig, seed: int, device, model_path: str | Path,
         history_path: str | Path, metrics_path: str | Path, progress: bool = True) -> dict:
     """Train purifier ``name`` on the pool's images and their perturbations; write its generator and metrics."""
-    purifiers.check({name: spec})
     pool, images = pool_tensor(pool_path, "sample.pools.cae")
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
     attack = attacks.build(attack_spec, victim)
@@ -152,8 +160,8 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """The perturbations (once, or every epoch with ``fresh_ssp``) and ``epochs`` passes of one critic
     and one generator update per batch (generator, critic, perceptual features). Writes the
     fresh-weight generator."""
-    spec = p["purifiers"][job.args.purifier]
-    cfg = params_mod.section(PurifierTraining, spec["train"])
+    job_cfg = from_params(p, job.args)
+    spec, cfg = job_cfg["spec"], job_cfg["cfg"]
     size, n = p["sample"]["image_size"], p["sample"]["pools"]["cae"]["n"]
     victim = scale.trained_victim(p, job)
     if cfg.features == "vgg16":
@@ -169,7 +177,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
         return critic + purifier.generator_terms(adv, clean, fake, features)["loss"]
 
     perturbed = n * (cfg.epochs if cfg.fresh_ssp else 1) + n
-    return [scale.attack_load(cfg.attack, p["attack"]["instances"][cfg.attack], victim, perturbed,
+    return [scale.attack_load(cfg.attack, job_cfg["attack_spec"], victim, perturbed,
                               cfg.batch_size * 8, size),
             scale.Load("training", step, (purifier, net), "train", cfg.batch_size, n * cfg.epochs,
                        (3, size, size), slots=2)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import inference, scale, ssl, training
-from .. import params as params_mod
+from ..config import entry, section
 from ..data.tensors import pool_tensor
 from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
@@ -56,11 +56,18 @@ def train(head: ssl.Task, features, images: torch.Tensor, cfg: SSLTraining, seed
     return head.eval()
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    return {"name": args.task, "spec": entry(p["ssl"]["tasks"], args.task, "task", "ssl.tasks"),
+            "cfg": section(SSLTraining, p["ssl"]["train"]), "victim_cfg": section(victims.VictimConfig, p["victim"]),
+            "seed": p["seed"]}
+
+
 def run(*, name: str, spec: dict, cfg: SSLTraining, pool_path: str | Path, victim_path: str | Path,
         victim_cfg: victims.VictimConfig, seed: int, device, model_path: str | Path, history_path: str | Path,
         metrics_path: str | Path, progress: bool = True) -> dict:
     """Train head ``name`` on the pool's images; write it and its loss before and after training."""
-    ssl.check({name: spec})
     pool, images = pool_tensor(pool_path, "ssl.pool")
     features = victim_features(inference.prepare(victims.load(victim_path, victim_cfg), device))
     dim, size = features(images[:1].to(device)).shape[1], images.shape[-1]
@@ -81,7 +88,8 @@ def run(*, name: str, spec: dict, cfg: SSLTraining, pool_path: str | Path, victi
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """``epochs`` Adam passes of the head's loss over the pool (the frozen victim's features of every
     view), and the loss before and after. Writes the fresh-weight head."""
-    spec, cfg = p["ssl"]["tasks"][job.args.task], params_mod.section(SSLTraining, p["ssl"]["train"])
+    job_cfg = from_params(p, job.args)
+    spec, cfg = job_cfg["spec"], job_cfg["cfg"]
     size, n = p["sample"]["image_size"], p["sample"]["pools"][p["ssl"]["pool"]]["n"]
     victim = scale.trained_victim(p, job)
     features = victim_features(victim)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..data.pools import POOL_ORDER, read_pool
 from ..data.tensors import to_tensor
 from .. import inference, scale, training
-from .. import params as params_mod
+from ..config import section
 from ..io import atomic_path, config_digest, write_json
 from ..models import victim as victims
 
@@ -89,6 +89,12 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
     return model
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    return {"cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
+
+
 def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, model_path: str | Path,
         metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train or load the victim, write its state dict, and its clean accuracy on every labelled pool."""
@@ -139,7 +145,7 @@ def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """Mode train: SGD steps over the victim pool for ``epochs``; every mode: the clean pass over the
     pools. Writes the fresh-weight victim where the stage writes the trained one."""
-    cfg = params_mod.section(victims.VictimConfig, p["victim"])
+    cfg = from_params(p, job.args)["cfg"]
     size, pools = p["sample"]["image_size"], p["sample"]["pools"]
     model = scale.victim(p, scale.classes(p))
     torch.save(model.state_dict(), job.path(job.args.model))

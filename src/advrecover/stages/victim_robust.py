@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import attacks, scale
-from .. import params as params_mod
+from ..config import section
 from ..data.pools import POOL_ORDER, read_pool
 from ..io import config_digest, write_json
 from ..models import victim as victims
@@ -28,10 +28,17 @@ from .victim import accuracy, train
 log = logging.getLogger(__name__)
 
 
+def from_params(p: dict, args) -> dict:
+    """The values of ``run`` that come from the validated params (and this job's ``args``): the
+    one translation, used by the CLI and by :func:`workload`."""
+    r = p["robust_victim"]
+    return {"cfg": section(victims.VictimConfig, p["victim"]), "attack_spec": r["attack"], "epochs": r["epochs"],
+            "seed": p["seed"]}
+
+
 def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, seed: int, device, pools_dir: str | Path,
         model_path: str | Path, metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train the robust ResNet; write it, its per-epoch history and its clean accuracy per labelled pool."""
-    attacks.check({"attack": attack_spec}, "robust_victim")
     pools = {name: read_pool(Path(pools_dir) / f"{name}.h5") for name in POOL_ORDER}
     train_pool = pools["victim"]
     if not len(train_pool.labels) or not train_pool.labelled:
@@ -58,13 +65,13 @@ def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, seed: int,
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """Per epoch over the victim pool: the attack's gradients against the model in training, then one
     SGD step per batch. Writes the fresh-weight ResNet where the stage writes the trained one."""
-    cfg = replace(params_mod.section(victims.VictimConfig, p["victim"]), mode="train",
-                  epochs=p["robust_victim"]["epochs"])
+    job_cfg = from_params(p, job.args)
+    cfg = replace(job_cfg["cfg"], mode="train", epochs=job_cfg["epochs"])
     size, n = p["sample"]["image_size"], p["sample"]["pools"]["victim"]["n"]
     model = victims.build(cfg, [f"c{i}" for i in range(scale.classes(p))])
     victims.save_resnet(job.path(job.args.model), model, cfg.widths, cfg.blocks, cfg.stem_stride)
     labels = lambda x: torch.randint(model.fc.out_features, (len(x),))  # noqa: E731
-    return [scale.attack_load("adversarial examples", p["robust_victim"]["attack"], model, n * cfg.epochs,
+    return [scale.attack_load("adversarial examples", job_cfg["attack_spec"], model, n * cfg.epochs,
                               cfg.batch_size, size),
             scale.Load("training", lambda x: F.cross_entropy(model(x), labels(x)), (model,), "train", cfg.batch_size,
                        n * cfg.epochs, (3, size, size), slots=1)]

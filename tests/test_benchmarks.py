@@ -1,0 +1,49 @@
+"""Every script under benchmarks/ runs, at tiny sizes, on the tiny DAG's outputs (scale.py has its
+own tests in test_scale.py): a benchmark that crashes is found here, not by its next reader."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from helpers import sh, tiny_dag
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """The tiny DAG, complete, with a reversal row (its head is among the tiny DAG's outputs)."""
+    ws = tiny_dag(tmp_path_factory, "snakemake")
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["evaluate"]["defences"]["reversal_contrastive"] = {"method": "reversal", "tasks": {"contrastive": 1.0},
+                                                              "steps": 1}
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return ws
+
+
+def run(ws, *args):
+    return sh([sys.executable, *args], ws, timeout=600).stdout
+
+
+def test_attacks(ws):
+    out = run(ws, "benchmarks/attacks.py", "--n", "8", "--reference-n", "2", "--memory-n", "8", "--repeats", "1",
+              "--seconds", "0", "--max-repeats", "1", "--attacks", "fgsm")
+    assert "fgsm" in out
+
+
+def test_reversal(ws):
+    out = run(ws, "benchmarks/reversal.py", "--n", "4", "--steps", "1")
+    assert "| reversal_contrastive | 1 |" in out
+
+
+def test_pipeline(ws):
+    out = run(ws, "benchmarks/pipeline.py")
+    assert "victim clean accuracy" in out and "total" in out
+
+
+def test_dag(ws):
+    out = run(ws, "benchmarks/dag.py", "--repeats", "1")
+    assert "snakemake -n" in out and "dvc status" in out
