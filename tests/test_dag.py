@@ -67,7 +67,7 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
     doc = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
     for name, names in generated_params(ws).items():
         dvc_keys = {k for address, keys in params.items() if address.split("@")[0] == name for k in keys}
-        declared = {rules.param_name(dag.VAR.sub(lambda m: m.group(1)[5:], k)) for k in doc[name].get("params") or []}
+        declared = {rules.param_name(dag.render(k, str, lambda v: v[5:])) for k in doc[name].get("params") or []}
         in_cmd = {rules.param_name(m.group(1)) for m in dag.VAR.finditer(doc[name]["cmd"])}
         assert declared <= names <= declared | in_cmd, name
         if "matrix" not in doc[name]:

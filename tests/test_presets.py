@@ -4,7 +4,6 @@ datasets in the on-disk formats it names."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from collections import Counter
 
@@ -82,18 +81,6 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
 
 
-class Replace(dict):
-    """An override that replaces a whole mapping instead of updating it key by key."""
-
-
-def merged(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        nested = isinstance(value, dict) and not isinstance(value, Replace) and isinstance(out.get(key), dict)
-        out[key] = merged(out[key], value) if nested else dict(value) if isinstance(value, Replace) else value
-    return out
-
-
 STEPS = {"steps": 1}
 # Every size of the paper preset shrunk: pools, epochs, batches, shards, attack and repair steps,
 # the adaptive budget (2 images, one threat model, one attack of one step, EOT 1, 2 draws). Kept: every
@@ -112,8 +99,8 @@ REDUCED = {
     "ssl": {"train": {"epochs": 1, "batch_size": 4}},
     "evaluate": {"batch_size": 8, "defences": {"reversal_contrastive": STEPS, "reversal_multitask": STEPS}},
     "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "draws": 2, "detection_aware": STEPS, "checks": STEPS,
-                 "threats": Replace(linf={"norm": "Linf", "eps": 0.0313725}),
-                 "attacks": Replace(apgd_ce={"method": "apgd", "loss": "ce", "steps": 1}),
+                 "threats": params_mod.Replace({"linf": {"norm": "Linf", "eps": 0.0313725}}),
+                 "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}}),
                  "per_defence": {"reversal_contrastive": {"n": 2, "batch_size": 2},
                                  "reversal_multitask": {"n": 2, "batch_size": 2}}},
 }
@@ -124,7 +111,7 @@ def test_the_paper_preset_runs_end_to_end_at_its_architecture(tmp_path):
     """Every stage of the paper DAG runs and writes its outputs: 32-pixel images through the
     512-wide CAE/AAE in the pixels layout under bfloat16 autocast, ResNet-18, NRP's 23 blocks, the
     U-Net and the three heads, read from the datasets' own formats."""
-    params = merged(paper(), REDUCED)
+    params = params_mod.merge(paper(), REDUCED)  # the overlay mechanism of configs/*.yaml
     assert list(params["adaptive"]["threats"]) == ["linf"] and list(params["adaptive"]["attacks"]) == ["apgd_ce"]
     ws = copy_repo(tmp_path / "ws", params)
     stand_in_datasets(ws)

@@ -16,6 +16,7 @@ complete file as ``params.yaml``, the one file DVC and Snakemake read:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 from importlib import resources
@@ -172,12 +173,12 @@ def check_paths(params: dict) -> None:
             raise ParamsError(f"sample.pools.{name}.path: {want} not found: {path}")
 
 
-class _Drop:
+class Drop:
     """``!drop`` in an overlay: remove this key from the base."""
 
 
 @dataclasses.dataclass(frozen=True)
-class _Replace:
+class Replace:
     """``!replace`` on an overlay's mapping: take it as it is (its keys and their order), unmerged."""
     value: dict
 
@@ -186,26 +187,26 @@ class OverlayLoader(yaml.SafeLoader):
     """YAML of a preset overlay: safe YAML plus the ``!drop`` and ``!replace`` tags."""
 
 
-OverlayLoader.add_constructor("!drop", lambda loader, node: _Drop())
-OverlayLoader.add_constructor("!replace", lambda loader, node: _Replace(loader.construct_mapping(node, deep=True)))
+OverlayLoader.add_constructor("!drop", lambda loader, node: Drop())
+OverlayLoader.add_constructor("!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True)))
 PRESET_MARK = "# preset: "
 
 
 def merge(base: dict, overlay: dict, where: str = "") -> dict:
     """``base`` with ``overlay`` applied: mappings merge key by key (the base's order, new keys
     last), ``!drop`` removes a key, ``!replace`` and anything else replace the base's value."""
-    out = dict(base)
+    out = copy.deepcopy(base)
     for key, value in overlay.items():
-        if isinstance(value, _Drop):
+        if isinstance(value, Drop):
             if key not in out:
                 raise ParamsError(f"{where}{key}: !drop of a key the base does not have")
             del out[key]
-        elif isinstance(value, _Replace):
-            out[key] = value.value
+        elif isinstance(value, Replace):
+            out[key] = copy.deepcopy(value.value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value, f"{where}{key}.")
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 

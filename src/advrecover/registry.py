@@ -3,9 +3,9 @@
 A family registers builders explicitly by method name; ``params.yaml`` names *entries* (a
 ``method`` and its parameters). The registry checks an entry before any work (unknown method,
 a parameter the method does not take, a required one missing: each message names the params
-path) and builds it. A builder's signature is the one place its defaults live: its first
-arguments are the ``context`` the stage supplies (the model, a models directory), the rest are
-the entry's parameters.
+path) and builds it. A builder's signature is the one place its defaults live: it names the
+``context`` arguments it uses (the model, a models directory; passed by name), the rest are the
+entry's parameters.
 """
 
 from __future__ import annotations
@@ -58,8 +58,13 @@ class Registry:
                 raise ValueError(f"{where}.{name}: {method} needs {missing}")
 
     def build(self, spec: dict, *context):
-        """The method of one entry, given the stage's ``context`` arguments."""
-        return self.builders[spec["method"]](*context, **{k: v for k, v in spec.items() if k != "method"})
+        """The method of one entry, given the stage's ``context`` arguments: a builder receives, by
+        name, only the context arguments its signature names (a defence without models takes no
+        ``models_dir``)."""
+        builder = self.builders[spec["method"]]
+        named = inspect.signature(builder).parameters
+        given = {k: v for k, v in zip(self.context, context) if k in named}
+        return builder(**given, **{k: v for k, v in spec.items() if k != "method"})
 
     def passes(self, spec: dict, **context) -> int:
         """The declared ``passes`` of one entry, called with the entry's parameters over the builder's

@@ -66,7 +66,7 @@ def _shell(cmd: str, scalars: dict) -> str:
 
 def _trigger(key: str) -> tuple[str, str]:
     """(name, value expression) of a params dependency: Snakemake re-runs a job when it changes, as DVC does."""
-    name = param_name(VAR.sub(lambda m: m.group(1)[5:], key))
+    name = param_name(dag.render(key, str, lambda k: k[5:]))
     parts = [(f"wildcards.{p[7:-1]}" if p.startswith("${item.") else f'"{p}"') for p in re.split(r"\.(?![^{]*\})", key)]
     if any(p.startswith("wildcards.") for p in parts):
         return name, "lambda wildcards: config" + "".join(f"[{p}]" for p in parts)
@@ -90,7 +90,7 @@ def _inputs(d: dict, rendered: dag.Stage) -> list[str]:
 def _input_name(path: str, taken: set[str]) -> str:
     """A readable input name: the file's stem, or the nearest directory named without a variable."""
     for part in reversed(Path(path).parts):
-        name = re.sub(r"\W", "_", VAR.sub("", part).split(".")[0]).strip("_")
+        name = re.sub(r"\W", "_", dag.render(part, str, lambda k: "").split(".")[0]).strip("_")
         if name:
             break
     while name in taken:
@@ -132,7 +132,7 @@ def _output(entry, stage: str, d: dict) -> str:
     if not category:
         raise dag.DagError(f"stage {stage}: {path} has a report caption; set meta.category (its report section)")
     labels = {**{k: "{" + k + "}" for k in d.get("matrix") or {}},
-              "file": VAR.sub(lambda m: "{" + m.group(1).removeprefix("item.") + "}", Path(path).name)}
+              "file": dag.render(Path(path).name, str, lambda k: "{" + k.removeprefix("item.") + "}")}
     text = ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in labels.items())
     return (f"report({_path(path)}, caption={_quote('../report/' + caption)}, category={_quote(category)}, "
             f"labels={{{text}}})")

@@ -115,8 +115,8 @@ def _coco_pools(tmp_path, n_good=6):
 def test_corrupt_image_is_skipped_and_counted(tmp_path):
     pools = _coco_pools(tmp_path)
     pools["victim"] = dict(pools["cae"])  # the coco source now feeds three pools: 6 good + 1 bad
-    metrics = sample.run(pools=pools, image_size=16, seed=0, max_bad_fraction=0.5, out_dir=tmp_path / "out",
-                         metrics_path=tmp_path / "m.json", workers=2, progress=False)
+    metrics = sample.run(cfg=sample.SampleConfig(pools=pools, image_size=16, seed=0, max_bad_fraction=0.5),
+                         out_dir=tmp_path / "out", metrics_path=tmp_path / "m.json", workers=2, progress=False)
     assert sum(metrics[p]["n_bad"] for p in ("cae", "aae", "victim")) == 1
     indices = np.concatenate([read_pool(tmp_path / "out" / f"{p}.h5").source_index for p in ("cae", "aae", "victim")])
     assert len(set(indices.tolist())) == 6  # every readable image used exactly once
@@ -126,8 +126,8 @@ def test_too_many_corrupt_images_stop_with_their_names(tmp_path):
     pools = _coco_pools(tmp_path, n_good=2)
     pools["aae"]["n"] = 1
     with pytest.raises(DataError, match="max_bad_fraction") as err:
-        sample.run(pools=pools, image_size=16, seed=0, max_bad_fraction=0.0, out_dir=tmp_path / "out",
-                   metrics_path=tmp_path / "m.json", workers=1, progress=False)
+        sample.run(cfg=sample.SampleConfig(pools=pools, image_size=16, seed=0, max_bad_fraction=0.0),
+                   out_dir=tmp_path / "out", metrics_path=tmp_path / "m.json", workers=1, progress=False)
     assert "bad_000.jpg" in str(err.value) and "sample.pools." in str(err.value)
     assert not (tmp_path / "out" / "aae.h5").exists()
 

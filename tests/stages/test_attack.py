@@ -36,8 +36,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack")
     p = tiny_params()
     s = p["sample"]
-    sample.run(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0, out_dir=root / "pools",
-               metrics_path=root / "s.json", progress=False)
+    sample.run(cfg=sample.SampleConfig(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0),
+               out_dir=root / "pools", metrics_path=root / "s.json", progress=False)
     victim.run(cfg=section(victims.VictimConfig, p["victim"]), seed=0, device=torch.device("cpu"), pools_dir=root / "pools",
                model_path=root / "victim.pt", metrics_path=root / "v.json", history_path=root / "h.csv", progress=False)
     return root, p

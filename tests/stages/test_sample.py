@@ -14,8 +14,9 @@ POOLS = ("cae", "aae", "test", "victim")
 def draw(tmp_path, params, seed, name="out", workers=1):
     s = params["sample"]
     out = tmp_path / name
-    metrics = sample.run(pools=s["pools"], image_size=s["image_size"], seed=seed, max_bad_fraction=s["max_bad_fraction"],
-                         out_dir=out, metrics_path=out / "m.json", workers=workers, progress=False)
+    cfg = sample.SampleConfig(pools=s["pools"], image_size=s["image_size"], seed=seed,
+                              max_bad_fraction=s["max_bad_fraction"])
+    metrics = sample.run(cfg=cfg, out_dir=out, metrics_path=out / "m.json", workers=workers, progress=False)
     return out, metrics
 
 

@@ -18,8 +18,8 @@ from advrecover.stages import sample, victim
 def pools(tmp_path, params):
     s = params["sample"]
     s["pools"]["victim"]["n"] = 400
-    sample.run(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0, out_dir=tmp_path / "pools",
-               metrics_path=tmp_path / "s.json", progress=False)
+    sample.run(cfg=sample.SampleConfig(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0),
+               out_dir=tmp_path / "pools", metrics_path=tmp_path / "s.json", progress=False)
     return tmp_path / "pools"
 
 

@@ -8,9 +8,9 @@ attacks need (``advrecover.adaptive``): ``differentiable`` (the exact gradient r
 A method registered with ``trained_on_attack`` needs the name of the attack set its model was
 trained on (the seen/unseen protocols choose it). A defence may bring its own classifier
 (:attr:`Defence.classifier`, e.g. an adversarially trained victim); the victim is used otherwise.
-A builder's first arguments are the context ``(models_dir, train_set, victim)``: where the trained
-models are, the training set of a per-attack model, and the victim it protects (the reversal works
-on its features). To add a defence, add a module here with a builder decorated by ``register``
+A builder names the context arguments it uses, of ``(models_dir, train_set, victim)``: where the
+trained models are, the training set of a per-attack model, and the victim it protects (the
+reversal works on its features); the registry passes those by name. To add a defence, add a module here with a builder decorated by ``register``
 (``advrecover.registry``), and an entry in ``params.yaml``.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import inference
 from ..registry import Registry, load_modules
 
 REGISTRY = Registry("defence", context=("models_dir", "train_set", "victim"), required_traits=("differentiable", "random"))
@@ -60,9 +61,12 @@ def adaptive_needs(spec: dict) -> dict:
     return {t: REGISTRY.trait(spec["method"], t, False) for t in ("differentiable", "random", "surrogate")}
 
 
-def classifier(defence: Defence, victim: nn.Module) -> nn.Module:
-    """The classifier that answers behind ``defence``: its own, or the victim."""
-    return defence.classifier if defence.classifier is not None else victim
+def classifier(defence: Defence, victim: nn.Module, device=None) -> nn.Module:
+    """The classifier that answers behind ``defence``: the victim, or its own (adversarial
+    training), prepared for ``device`` as the victim was (:func:`advrecover.inference.prepare`)."""
+    if defence.classifier is None:
+        return victim
+    return defence.classifier if device is None else inference.prepare(defence.classifier, device)
 
 
 def build(spec: dict, models_dir: str | Path, train_set: str | None = None,

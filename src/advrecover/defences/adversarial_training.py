@@ -19,7 +19,7 @@ class AdversariallyTrained(Defence):
 
 
 @register("adversarial_training", differentiable=True, random=False)
-def build(models_dir, train_set, victim, model: str = "victim_robust.pt"):
+def build(models_dir, model: str = "victim_robust.pt"):
     """Adversarially trained victim (Madry et al. 2018; Wong, Rice and Kolter 2020), its own Linf budget
     from ``robust_victim``: the classifier in ``<models>/<model>`` (``victim_robust.pt``), no recovery."""
     return AdversariallyTrained(victims.load_resnet(models_dir / model))

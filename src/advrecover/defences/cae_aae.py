@@ -18,7 +18,7 @@ class Recovery(Defence):
 
 
 @register("cae_aae", trained_on_attack=True, differentiable=True, random=False)
-def build(models_dir, train_set, victim, variant: str = "default"):
+def build(models_dir, train_set, variant: str = "default"):
     """Li, Angelov and Suri's recovery (no norm bound): ``variant`` (``default``) names the
     recovery variant whose CAE and AAE (trained on ``train_set``) are loaded."""
     if train_set is None:

@@ -37,7 +37,7 @@ class JPEG(Defence):
 
 
 @register("jpeg", differentiable=False, random=False, surrogate=True)
-def build(models_dir, train_set, victim, quality: int = 75):
+def build(quality: int = 75):
     """JPEG at ``quality`` (75; Naseer et al. App. E also use 50 and 20), no distance bound: Pillow's codec;
     BPDA surrogate: kornia's differentiable JPEG at the same quality."""
     if not 1 <= quality <= 95:

@@ -20,7 +20,7 @@ class Median(Defence):
 
 
 @register("median", differentiable=True, random=False)
-def build(models_dir, train_set, victim, size: int = 3):
+def build(size: int = 3):
     """Median filter over a ``size`` x ``size`` window (3), no distance bound."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"median size must be odd and positive, got {size}")

@@ -11,6 +11,6 @@ class NoDefence(Defence):
 
 
 @register("none", differentiable=True, random=False)
-def build(models_dir, train_set, victim):
+def build():
     """No defence (the baseline row): no arguments."""
     return NoDefence()

@@ -28,13 +28,13 @@ class Purify(Defence):
 
 
 @register("nrp", differentiable=True, random=False)
-def build(models_dir, train_set, victim, purifier: str = "nrp"):
+def build(models_dir, purifier: str = "nrp"):
     """NRP, static (Naseer et al. 2020; no distance bound): the generator of ``purifiers.<purifier>`` (``nrp``)."""
     return Purify(load_generator(models_dir / "purifiers" / f"{purifier}.pt"))
 
 
 @register("nrp_dynamic", differentiable=True, random=True)
-def build_dynamic(models_dir, train_set, victim, purifier: str = "nrp", noise: float = 0.05, radius: float = 16 / 255):
+def build_dynamic(models_dir, purifier: str = "nrp", noise: float = 0.05, radius: float = 16 / 255):
     """NRP, dynamic (Naseer et al. 2020, App. B.1): Gaussian noise of std ``noise`` (0.05) projected into the
     Linf ball of ``radius`` (16/255) around the input, then the generator of ``purifiers.<purifier>`` (``nrp``)."""
     return Purify(load_generator(models_dir / "purifiers" / f"{purifier}.pt"), noise, radius)

@@ -9,6 +9,6 @@ from .nrp import Purify
 
 
 @register("pix2pix", differentiable=True, random=False)
-def build(models_dir, train_set, victim, purifier: str = "pix2pix"):
+def build(models_dir, purifier: str = "pix2pix"):
     """Pix2Pix purifier (Mezhoudi 2023; no distance bound): the generator of ``purifiers.<purifier>`` (``pix2pix``)."""
     return Purify(load_generator(models_dir / "purifiers" / f"{purifier}.pt"))

@@ -65,7 +65,7 @@ class Reversal(Defence):
 
 
 @register("reversal", differentiable=True, random=True)
-def build(models_dir, train_set, victim, tasks: dict, eps: float = 16 / 255, step: float = 2 / 255,
+def build(models_dir, victim, tasks: dict, eps: float = 16 / 255, step: float = 2 / 255,
           steps: int = 40):
     """Self-supervised reversal (Mao et al. 2021; multi-task: Lawhon and Ducrest), Linf ball ``eps``
     (16/255) around the input: sign-PGD with ``step`` (2/255) for ``steps`` (40) on the sum over

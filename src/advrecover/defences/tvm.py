@@ -45,7 +45,7 @@ class TVM(Defence):
 
 
 @register("tvm", differentiable=False, random=False, surrogate=True)
-def build(models_dir, train_set, victim, weight: float = 0.05):
+def build(weight: float = 0.05):
     """Total-variation minimisation (Chambolle's algorithm, scikit-image), no distance bound: denoising
     ``weight`` (0.05; larger removes more, perturbation and detail alike); BPDA surrogate: the
     iteration unrolled in torch."""

@@ -498,7 +498,7 @@ def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: flo
     rows, records = [], []
     for train_set in model_sets(spec, cfg.train_sets):
         model = defences.build(spec, models_dir, train_set, victim).to(device)
-        classifier = victim if model.classifier is None else inference.prepare(model.classifier, device)
+        classifier = defences.classifier(model, victim, device)
         att = Attacker(classifier, model, defences.adaptive_needs(spec), data, cfg, seed, device)
         limit = detection.threshold(att.scores(data.calibration), fpr)
         for i, (name, threat) in enumerate(cfg.threats.items()):

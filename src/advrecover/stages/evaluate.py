@@ -133,12 +133,10 @@ class Cells:
         """The defence of ``train_set``, the classifier behind it, and that classifier's clean predictions."""
         if train_set not in self.built:
             defence = defence_registry.build(self.spec, self.models_dir, train_set, self.victim).to(self.device)
-            if defence.classifier is None:
-                self.built[train_set] = defence, self.victim, self.data.pred_clean
-            else:  # its own classifier (adversarial training): its own clean predictions
-                own = inference.prepare(defence.classifier, self.device)
-                self.built[train_set] = defence, own, inference.predict(own, self.data.clean, self.batch_size,
-                                                                        self.device)
+            classifier = defence_registry.classifier(defence, self.victim, self.device)
+            pred_clean = self.data.pred_clean if classifier is self.victim else \
+                inference.predict(classifier, self.data.clean, self.batch_size, self.device)  # its own classifier's
+            self.built[train_set] = defence, classifier, pred_clean
         return self.built[train_set]
 
     @property
@@ -193,29 +191,46 @@ def records(cells: Cells) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """One defence (its name and ``evaluate.defences`` entry) against the test columns (``attack.run``),
+    with the AAE training sets of the protocols, the recovery-ratio ``tau``, the batch, the
+    detector's calibration share and false-positive rate, and the seed."""
+    defence: str
+    spec: dict
+    columns: list
+    train_on: list
+    tau: float
+    batch_size: int
+    calibration_share: float
+    fpr: float
+    seed: int
+
+
 def from_params(p: dict, args) -> dict:
     """The values of ``run`` that come from the validated params (and this job's ``args``): the
     one translation, used by the CLI and by :func:`workload`."""
     e = p["evaluate"]
-    return {"defence": args.defence, "spec": entry(e["defences"], args.defence, "defence", "evaluate.defences"),
-            "columns": p["attack"]["run"], "train_on": p["recovery"]["train_on"],
-            "victim_cfg": section(victims.VictimConfig, p["victim"]), "tau": e["tau"], "batch_size": e["batch_size"],
-            "calibration_share": e["detection"]["calibration_share"], "fpr": e["detection"]["fpr"], "seed": p["seed"]}
+    cfg = EvaluateConfig(defence=args.defence, spec=entry(e["defences"], args.defence, "defence", "evaluate.defences"),
+                         columns=p["attack"]["run"], train_on=p["recovery"]["train_on"], tau=e["tau"],
+                         batch_size=e["batch_size"], calibration_share=e["detection"]["calibration_share"],
+                         fpr=e["detection"]["fpr"], seed=p["seed"])
+    return {"cfg": cfg, "victim_cfg": section(victims.VictimConfig, p["victim"])}
 
 
-def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], pool_path: str | Path,
-        adversarial_dir: str | Path, victim_path: str | Path, victim_cfg: victims.VictimConfig,
-        models_dir: str | Path, tau: float, batch_size: int, calibration_share: float, fpr: float, seed: int,
-        device, out_dir: str | Path) -> dict:
-    """Evaluate ``defence`` on every column in both protocols; write ``<out_dir>/<protocol>.csv``."""
+def run(*, cfg: EvaluateConfig, victim_cfg: victims.VictimConfig, pool_path: str | Path,
+        adversarial_dir: str | Path, victim_path: str | Path, models_dir: str | Path, device,
+        out_dir: str | Path) -> dict:
+    """Evaluate ``cfg.defence`` on every column in both protocols; write ``<out_dir>/<protocol>.csv``."""
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
-    data = load_inputs(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns, victim=victim,
-                       victim_checksum=sha256_file(victim_path), batch_size=batch_size,
-                       calibration_share=calibration_share, seed=seed, device=device)
-    cell = Cells(spec, models_dir, victim, data, tau, fpr, batch_size, device, seed)
+    data = load_inputs(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=cfg.columns, victim=victim,
+                       victim_checksum=sha256_file(victim_path), batch_size=cfg.batch_size,
+                       calibration_share=cfg.calibration_share, seed=cfg.seed, device=device)
+    cell = Cells(cfg.spec, models_dir, victim, data, cfg.tau, cfg.fpr, cfg.batch_size, device, cfg.seed)
     frames = {}
     for protocol in PROTOCOLS:
-        frames[protocol] = pd.DataFrame(table_rows(protocol, defence, spec, columns, train_on, seed, cell))
+        frames[protocol] = pd.DataFrame(table_rows(protocol, cfg.defence, cfg.spec, cfg.columns, cfg.train_on,
+                                                   cfg.seed, cell))
         frames[protocol]["classifier"] = "own" if cell.own_classifier else "victim"
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
@@ -226,12 +241,12 @@ def run(*, defence: str, spec: dict, columns: list[str], train_on: list[str], po
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """The defended answer (repair, then classifier) on the clean and every attacked column of the
     pool, charged for every model of a per-attack defence (an upper bound: cells are shared)."""
-    job_cfg, size = from_params(p, job.args), p["sample"]["image_size"]
-    spec = job_cfg["spec"]
+    cfg, size = from_params(p, job.args)["cfg"], p["sample"]["image_size"]
+    spec = cfg.spec
     victim = scale.trained_victim(p, job)
-    sets = [*job_cfg["train_on"], "mixed"] if defence_registry.trained_on_attack(spec) else [None]
+    sets = [*cfg.train_on, "mixed"] if defence_registry.trained_on_attack(spec) else [None]
     defence = defence_registry.build(spec, job.path(job.args.models), sets[0], victim)
     classifier = defence_registry.classifier(defence, victim)
-    images = p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (len(job_cfg["columns"]) + 1) * len(sets)
+    images = p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (len(cfg.columns) + 1) * len(sets)
     return [scale.Load("defended answers", lambda x: classifier(defence.recover(x)), (defence, classifier), "forward",
-                       job_cfg["batch_size"], images, (3, size, size))]
+                       cfg.batch_size, images, (3, size, size))]

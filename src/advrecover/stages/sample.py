@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,28 +88,39 @@ def draw_pool(source, stream: IndexStream, n: int, name: str, workers: int = 1, 
     return images[:got], labels[:got], index[:got], bad
 
 
+@dataclass(frozen=True)
+class SampleConfig:
+    """The pools to draw (name -> source entry of ``sample.pools``), their image size, the seed and
+    the share of unreadable images tolerated (``sample.max_bad_fraction``)."""
+    pools: dict
+    image_size: int
+    seed: int
+    max_bad_fraction: float
+
+
 def from_params(p: dict, args) -> dict:
     """The values of ``run`` that come from the validated params (and this job's ``args``): the
     one translation, used by the CLI and by :func:`workload`."""
     s = p["sample"]
-    return {"pools": s["pools"], "image_size": s["image_size"], "seed": p["seed"],
-            "max_bad_fraction": s["max_bad_fraction"]}
+    return {"cfg": SampleConfig(pools=s["pools"], image_size=s["image_size"], seed=p["seed"],
+                                max_bad_fraction=s["max_bad_fraction"])}
 
 
-def run(*, pools: dict, image_size: int, seed: int, max_bad_fraction: float,
-        out_dir: str | Path, metrics_path: str | Path, workers: int = 1, progress: bool = True) -> dict:
-    """Draw every pool in ``pools`` (name -> source config) and write ``<out_dir>/<name>.h5``."""
+def run(*, cfg: SampleConfig, out_dir: str | Path, metrics_path: str | Path, workers: int = 1,
+        progress: bool = True) -> dict:
+    """Draw every pool of ``cfg.pools`` and write ``<out_dir>/<name>.h5``."""
+    pools, image_size, seed, max_bad_fraction = cfg.pools, cfg.image_size, cfg.seed, cfg.max_bad_fraction
     unknown = set(pools) - set(POOL_ORDER)
     if unknown:
         raise ValueError(f"unknown pool names {sorted(unknown)}; expected {POOL_ORDER}")
     sources = {name: open_source(pools[name], seed, image_size, f"sample.pools.{name}") for name in POOL_ORDER}
     streams, metrics = {}, {}  # every source opened (its path checked) before any pool is drawn
     for name, source in sources.items():
-        cfg, param = pools[name], f"sample.pools.{name}"
+        entry, param = pools[name], f"sample.pools.{name}"
         key = source.identity
         if key not in streams:
             streams[key] = IndexStream(source.length, seed)
-        images, labels, index, bad = draw_pool(source, streams[key], cfg["n"], name, workers, progress)
+        images, labels, index, bad = draw_pool(source, streams[key], entry["n"], name, workers, progress)
         tried = len(images) + len(bad)
         for where, why in bad:
             log.warning("skipped unreadable image %s (%s)", where, why)
@@ -116,11 +128,11 @@ def run(*, pools: dict, image_size: int, seed: int, max_bad_fraction: float,
             examples = "; ".join(w for w, _ in bad[:3])
             raise DataError(f"{param}: {len(bad)} of {tried} images unreadable ({len(bad) / tried:.1%} > "
                             f"sample.max_bad_fraction={max_bad_fraction}), e.g. {examples}")
-        if len(images) < cfg["n"]:
-            raise DataError(f"{param}.n: asked for {cfg['n']} images but source {key} has only "
+        if len(images) < entry["n"]:
+            raise DataError(f"{param}.n: asked for {entry['n']} images but source {key} has only "
                             f"{len(images)} readable ones left after the pools before it")
-        attrs = {"pool": name, "source": cfg["source"], "dataset": cfg.get("dataset", ""),
-                 "path": cfg.get("path", ""), "seed": seed, "image_size": image_size,
+        attrs = {"pool": name, "source": entry["source"], "dataset": entry.get("dataset", ""),
+                 "path": entry.get("path", ""), "seed": seed, "image_size": image_size,
                  "class_names": list(source.class_names)}
         digest = write_pool(Path(out_dir) / f"{name}.h5", images, labels, index, attrs)
         metrics[name] = {"n": int(len(images)), "n_bad": len(bad), "labelled": bool((labels >= 0).all()),

@@ -12,6 +12,7 @@ of rows under one threat model likewise (``adaptive_pairs.csv``, the report's ma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
@@ -235,15 +236,23 @@ def _write(path: Path, frame: pd.DataFrame, text: str, float_format: str = "%.6f
         tmp.write_text(text)
 
 
+@dataclass(frozen=True)
+class TablesConfig:
+    """The defences' rows to assemble, in this order, and the attack columns of the transfer tables."""
+    defences: list
+    columns: list
+
+
 def from_params(p: dict, args) -> dict:
     """The values of ``run`` that come from the validated params (and this job's ``args``): the
     one translation, used by the CLI and by :func:`workload`."""
-    return {"defences": list(p["evaluate"]["defences"]), "columns": p["attack"]["run"]}
+    return {"cfg": TablesConfig(defences=list(p["evaluate"]["defences"]), columns=p["attack"]["run"])}
 
 
-def run(*, defences: list[str], columns: list[str], evaluated_dir: str | Path, adaptive_dir: str | Path,
-        results_dir: str | Path, metrics_path: str | Path) -> dict:
-    """Concatenate every defence's rows (in ``defences`` order) into the tables and the summary."""
+def run(*, cfg: TablesConfig, evaluated_dir: str | Path, adaptive_dir: str | Path, results_dir: str | Path,
+        metrics_path: str | Path) -> dict:
+    """Concatenate every defence's rows (in ``cfg.defences`` order) into the tables and the summary."""
+    defences, columns = cfg.defences, cfg.columns
     results_dir, summary = Path(results_dir), {"accuracy": {}, "adaptive": {}}
     for protocol in PROTOCOLS:
         frame = pd.concat([pd.read_csv(Path(evaluated_dir) / d / f"{protocol}.csv") for d in defences],
