@@ -83,7 +83,8 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
 
 STEPS = {"steps": 1}
 # Every size of the paper preset shrunk: pools, epochs, batches, shards, attack and repair steps,
-# the adaptive budget (2 images, one threat model, one attack of one step, EOT 1, 2 draws). Kept: every
+# the adaptive budget (2 images, one threat model, one attack of one step, EOT 1, one judgement draw
+# (the tiny DAG and tests/adaptive judge over several), a two-point eps sweep). Kept: every
 # stage, attack, defence and head, and the architecture: image size, layout, widths, depths,
 # kernels, blocks, views.
 REDUCED = {
@@ -98,7 +99,8 @@ REDUCED = {
     "purifiers": {name: {"train": {"epochs": 1, "batch_size": 4}} for name in ("nrp", "pix2pix")},
     "ssl": {"train": {"epochs": 1, "batch_size": 4}},
     "evaluate": {"batch_size": 8, "defences": {"reversal_contrastive": STEPS, "reversal_multitask": STEPS}},
-    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "draws": 2, "detection_aware": STEPS, "checks": STEPS,
+    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "draws": 1, "detection_aware": STEPS,
+                 "checks": {**STEPS, "eps_sweep": [0.5, 1.0]},
                  "threats": params_mod.Replace({"linf": {"norm": "Linf", "eps": 0.0313725}}),
                  "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}}),
                  "per_defence": {"reversal_contrastive": {"n": 2, "batch_size": 2},
@@ -115,7 +117,7 @@ def test_the_paper_preset_runs_end_to_end_at_its_architecture(tmp_path):
     assert list(params["adaptive"]["threats"]) == ["linf"] and list(params["adaptive"]["attacks"]) == ["apgd_ce"]
     ws = copy_repo(tmp_path / "ws", params)
     stand_in_datasets(ws)
-    sh(["snakemake", "--cores", "2"], ws, timeout=1200)
+    sh(["snakemake", "--cores", "2"], ws, timeout=2400)
     targets = [t for stage in dag.load_stages(ws / "dvc.yaml", params) for t in stage.targets]
     assert len(targets) > 150 and [t for t in targets if not (ws / t).exists()] == []
     cae, aae = ae.load(ws / "models/cae/faithful.pt"), ae.load(ws / "models/aae/faithful/mixed.pt")
