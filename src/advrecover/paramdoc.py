@@ -68,10 +68,10 @@ def rows(node: dict, defs: dict, path: str) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def keys(node: dict | None = None, path: str = "") -> list[str]:
+def keys() -> list[str]:
     """Every key path of the schema (what the page must list)."""
-    doc = schema() if node is None else node
-    return [r[0] for r in rows(doc, doc.get("$defs", {}) if node is None else {}, path)]
+    doc = schema()
+    return [r[0] for r in rows(doc, doc["$defs"], "")]
 
 
 def page() -> str:

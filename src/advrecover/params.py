@@ -192,21 +192,25 @@ OverlayLoader.add_constructor("!replace", lambda loader, node: Replace(loader.co
 PRESET_MARK = "# preset: "
 
 
-def merge(base: dict, overlay: dict, where: str = "") -> dict:
+def merge(base: dict, overlay: dict) -> dict:
     """``base`` with ``overlay`` applied: mappings merge key by key (the base's order, new keys
-    last), ``!drop`` removes a key, ``!replace`` and anything else replace the base's value."""
-    out = copy.deepcopy(base)
+    last), ``!drop`` removes a key, ``!replace`` and anything else replace the base's value.
+    Neither argument is changed."""
+    return _apply(copy.deepcopy(base), copy.deepcopy(overlay), "")
+
+
+def _apply(out: dict, overlay: dict, where: str) -> dict:
     for key, value in overlay.items():
         if isinstance(value, Drop):
             if key not in out:
                 raise ParamsError(f"{where}{key}: !drop of a key the base does not have")
             del out[key]
         elif isinstance(value, Replace):
-            out[key] = copy.deepcopy(value.value)
+            out[key] = value.value
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, f"{where}{key}.")
+            _apply(out[key], value, f"{where}{key}.")
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = value
     return out
 
 
