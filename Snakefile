@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from advrecover.params import check_paths, cross_check
+from advrecover.params import check_methods, check_paths, cross_check
 
 min_version("9.0")
 
@@ -17,6 +17,8 @@ report: "workflow/report/workflow.rst"
 
 validate(config, "workflow/schemas/params.schema.yaml")
 cross_check(config)
+if workflow.is_main_process:  # once per workflow, not again in each cluster job (it imports every method family)
+    check_methods(config)
 if not all(Path(f"data/pools/{name}.h5").is_file() for name in config["sample"]["pools"]):
     check_paths(config)  # the pools are to be drawn: a missing dataset stops here, naming its parameter
 

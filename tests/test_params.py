@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -105,6 +108,18 @@ def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)
     with pytest.raises(params_mod.ParamsError, match=message.replace("(", r"\(").replace("[", r"\[").replace("*", r"\w+")):
         params_mod.cross_check(params)
+        params_mod.check_methods(params)
+
+
+def test_loading_params_imports_no_method_family(tmp_path, params):
+    """params.load stays cheap (every job of the DAG loads the params; the Snakefile and each stage
+    run the registry checks of check_methods, which import torch and every method family)."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = f"import sys; from advrecover import params; params.load({str(tmp_path / 'params.yaml')!r}); " \
+           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.count('.') == 1 and " \
+           "m.startswith('advrecover.') and m.split('.')[1] in params.FAMILIES))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_snakemake_dry_run_names_an_unknown_method_of_a_purifier_training_attack(tmp_path, params):

@@ -125,6 +125,11 @@ def _device(p: dict, stage: str):
     return resolve(p["device"])
 
 
+# stage -> the method families whose params entries it builds, checked at its start (params.check_methods;
+# the Snakefile checks every family once per workflow)
+BUILDS = {"victim_robust": ("attacks",), "attack": ("attacks",), "train_purifier": ("attacks", "purifiers"),
+          "train_ssl": ("ssl",), "evaluate": ("defences",), "adaptive": ("defences", "adaptive"),
+          "report": ("defences",)}
 POOLS = ("--pools", "directory holding the pool files")
 MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, ssl/, victim_robust.pt)")
 VICTIM = ("--victim", "victim state dict")
@@ -213,6 +218,7 @@ def main(argv=None) -> int:
                         handlers=handlers, force=True)
     try:
         p = params_mod.load(args.params)
+        params_mod.check_methods(p, BUILDS.get(args.stage, ()))
         args.func(args, p, _device(p, args.stage))
     except (params_mod.ParamsError, DataError, OSError, ValueError) as exc:  # OSError: files, full disks
         log.error("%s", exc)

@@ -123,31 +123,51 @@ def _check_evaluation(params: dict) -> None:
             raise ParamsError(f"evaluate.defences.{name}.variant: {spec['variant']!r} is not in recovery.variants "
                               f"{rec['variants']}")
     _check_self_supervision(params)
-    check_methods(params)
 
 
-def check_methods(params: dict) -> None:
-    """Every entry of every registry section names a known method with parameters its builder
-    takes (the message names the params key): checked once, when params are loaded, by the CLI
-    and by the Snakefile (so ``snakemake -n`` reports it)."""
-    from . import adaptive, attacks, defences, purifiers, ssl
+FAMILIES = ("attacks", "purifiers", "ssl", "defences", "adaptive")
+
+
+def check_methods(params: dict, families=FAMILIES) -> None:
+    """Every entry of the registry sections of ``families`` names a known method with parameters
+    its builder takes (the message names the params key). It imports each family's modules (torch
+    and more), so :func:`load` leaves it out: the Snakefile checks every family once per workflow
+    (so ``snakemake -n`` reports it) and each stage the families it builds (cli.BUILDS)."""
+    import importlib
 
     try:
-        attacks.check(params["attack"]["instances"])
-        attacks.check({"attack": params["robust_victim"]["attack"]}, "robust_victim")
-        purifiers.check(params["purifiers"])
-        for name, spec in params["purifiers"].items():
-            instance = spec["train"]["attack"]
-            if params["attack"]["instances"][instance]["method"] not in attacks.label_free():
-                raise ValueError(f"purifiers.{name}.train.attack: {instance!r} needs labels; the purifiers train "
-                                 f"without labels (an instance of a label-free method: {attacks.label_free()})")
-        ssl.check(params["ssl"]["tasks"])
-        defences.check(params["evaluate"]["defences"])
-        adaptive.check(params["adaptive"]["attacks"])
-        for name, override in params["adaptive"]["per_defence"].items():
-            adaptive.check(override.get("attacks") or {}, f"adaptive.per_defence.{name}.attacks")
+        for family in families:
+            _CHECKS[family](params, importlib.import_module(f"advrecover.{family}"))
     except ValueError as exc:
         raise ParamsError(str(exc)) from exc
+
+
+def _check_attacks(params: dict, attacks) -> None:
+    attacks.check(params["attack"]["instances"])
+    attacks.check({"attack": params["robust_victim"]["attack"]}, "robust_victim")
+
+
+def _check_purifiers(params: dict, purifiers) -> None:
+    from . import attacks
+
+    purifiers.check(params["purifiers"])
+    for name, spec in params["purifiers"].items():
+        instance = spec["train"]["attack"]
+        if params["attack"]["instances"][instance]["method"] not in attacks.label_free():
+            raise ValueError(f"purifiers.{name}.train.attack: {instance!r} needs labels; the purifiers train "
+                             f"without labels (an instance of a label-free method: {attacks.label_free()})")
+
+
+def _check_adaptive(params: dict, adaptive) -> None:
+    adaptive.check(params["adaptive"]["attacks"])
+    for name, override in params["adaptive"]["per_defence"].items():
+        adaptive.check(override.get("attacks") or {}, f"adaptive.per_defence.{name}.attacks")
+
+
+_CHECKS = {"attacks": _check_attacks, "purifiers": _check_purifiers,
+          "ssl": lambda params, ssl: ssl.check(params["ssl"]["tasks"]),
+          "defences": lambda params, defences: defences.check(params["evaluate"]["defences"]),
+          "adaptive": _check_adaptive}
 
 
 def _check_self_supervision(params: dict) -> None:
@@ -225,6 +245,7 @@ def preset(overlay_path: str | Path, base_path: str | Path = "params.yaml") -> t
     merged = merge(yaml.safe_load(base_text), overlay)
     validate(merged, f"{base_path} + {overlay_path}")
     cross_check(merged)
+    check_methods(merged)
     header = (f"{PRESET_MARK}{overlay_path} merged onto the quick profile by "
               f"`python -m advrecover.params preset {overlay_path}`;\n# edit the overlay, not this file "
               f"(git checkout {base_path} restores the quick profile).\n")
