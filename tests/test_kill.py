@@ -1,13 +1,13 @@
 """Kill anything: every stage of dvc.yaml, SIGKILLed at seeded random moments and re-run.
 
 The stages are read from dvc.yaml (one instance per matrix stage), so a stage added later is
-covered without editing this file. The tiny DAG as Snakemake left it gives the reference bytes
-and each job's uninterrupted duration (its benchmark file). Then, a few times per stage, the
-stage's outputs are removed, its command started in its own process group and the whole group
-SIGKILLed (as a scheduler does) at a moment drawn between the end of its imports and that
-duration. After the kill, every output that exists must be the complete reference (nothing
-complete-looking but partial); after a plain re-run, every output must equal the reference,
-apart from the timings of helpers.TIMINGS.
+covered without editing this file. The tiny DAG as Snakemake left it gives the reference bytes and
+each job's uninterrupted duration (its benchmark file). Then the stage's outputs are removed and,
+KILLS times in a row (each run starting from what the killed one left), its command is started in
+its own process group and the whole group SIGKILLed (as a scheduler does) at a moment drawn between
+the end of its imports and that duration. After each kill, every output that exists must be the
+complete reference (nothing complete-looking but partial); after one plain re-run, every output
+must equal the reference, apart from the timings of helpers.TIMINGS.
 """
 
 from __future__ import annotations
@@ -75,21 +75,22 @@ def test_every_stage_survives_sigkill_and_reruns_to_the_same_bytes(workspace, tm
             (reference / rel).parent.mkdir(parents=True, exist_ok=True)
             (reference / rel).write_bytes((ws / rel).read_bytes())
         rng = np.random.default_rng([0, k])
+        remove(ws, outputs)
         survived = 0
         for moment in rng.uniform(min(floor, 0.8 * duration), duration, KILLS):
-            remove(ws, outputs)
-            proc = start(cmd, ws)
+            proc = start(cmd, ws)  # the second kill hits a run that starts from the first one's leftovers
             time.sleep(moment)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            left = [r for r in outputs if (ws / r).exists()]
-            partial = [r for r in left if not same_output(ws / r, reference / r)]
-            assert start(cmd, ws).wait() == 0, f"{address}: the re-run after a kill failed"
-            differ = [r for r in outputs if not (ws / r).exists() or not same_output(ws / r, reference / r)]
-            if partial or differ:
-                failures.append(f"{address} killed at {moment:.2f} s: partial {partial}, differ after re-run {differ}")
-            else:
-                survived += 1
+            partial = [r for r in outputs if (ws / r).exists() and not same_output(ws / r, reference / r)]
+            if partial:
+                failures.append(f"{address} killed at {moment:.2f} s: partial {partial}")
+            survived += not partial
+        assert start(cmd, ws).wait() == 0, f"{address}: the re-run after {KILLS} kills failed"
+        differ = [r for r in outputs if not (ws / r).exists() or not same_output(ws / r, reference / r)]
+        if differ:
+            failures.append(f"{address}: differ after the re-run {differ}")
+            survived = 0
         rows.append(f"| {address} | {duration:.1f} | {KILLS} | {survived} |")
     SUMMARY["kill table (tests/test_kill.py)"] = "\n".join(
         ["| stage | its run in the DAG, s | kills tried | kills survived |", "| --- | --- | --- | --- |", *rows])

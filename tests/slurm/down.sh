@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test fixture (from the workplace notes on a one-node SLURM): used only by tests/test_pipeline.py.
+# Test fixture (from the workplace notes on a one-node SLURM): used only by tests/test_slurm.py.
 # stop the daemons started by up.sh, by recorded PID, in reverse order
 PIDDIR=${PIDDIR:-/tmp/slurm_pids}
 for d in slurmd slurmctld slurmdbd mariadbd munged; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test fixture (from the workplace notes on a one-node SLURM): used only by tests/test_pipeline.py.
+# Test fixture (from the workplace notes on a one-node SLURM): used only by tests/test_slurm.py.
 # Bring up a single-node SLURM 22.05 cluster (Debian 12) for CI.
 # ACCOUNTING=1 -> also mariadb + slurmdbd so that sacct works (plugin default status command)
 # ACCOUNTING=0 -> no accounting; use `slurm-status-command: squeue` in the snakemake profile

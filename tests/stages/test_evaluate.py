@@ -1,4 +1,4 @@
-"""Stages evaluate and tables: the protocols and the table layout (the real run is in test_pipeline)."""
+"""Stages evaluate and tables: the protocols and the table layout (the real run is in test_pipeline and test_results)."""
 
 from __future__ import annotations
 
