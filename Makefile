@@ -14,10 +14,6 @@ PYTEST_ARGS ?=
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
-# OpenMP threads that wait sleep instead of spinning: with two jobs (or test workers) sharing two
-# cores, a spinning torch thread burns the time another job needs (same results; the tiny DAG ran
-# 14% faster beside a second one). A value you set wins.
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run report docs browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
@@ -94,6 +90,11 @@ ablation-depth: install
 
 # Two pytest workers, a test file each (module fixtures such as the tiny DAG run once): the suite
 # keeps about one core busy on its own, its DAG runs being one job at a time.
+# In the test run, OpenMP threads that wait sleep instead of spinning: two workers (and their DAG
+# jobs) share two cores, and a spinning torch thread burns the time another needs (same results;
+# two tiny DAGs side by side ran 14% faster). A lone job runs faster spinning, so `make run` keeps
+# OpenMP's default. A value you set wins.
+test: export OMP_WAIT_POLICY ?= PASSIVE
 test: install browser
 	pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
