@@ -22,6 +22,7 @@ def workspaces(tmp_path_factory):
     own copies)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    tmp_path_factory.getbasetemp()  # made here, not by two threads at once
     with ThreadPoolExecutor(2) as pool:
         snake, dvc = (pool.submit(tiny_dag, tmp_path_factory, runner) for runner in ("snakemake", "dvc"))
         return snake.result(), dvc.result()
@@ -37,6 +38,34 @@ def pytest_testnodedown(node, error):
     SUMMARY.update(getattr(node, "workeroutput", {}).get("summary", {}))
 
 
+BACKGROUND = {}  # the pytest-xdist controller's background runs: name -> Popen
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    """The SLURM run of tests/test_slurm.py starts in the background of the controller as soon as a
+    worker has collected its test: its jobs mostly wait on the scheduler, so the workers run the
+    other tests meanwhile and the test checks what the run left (test_slurm.outcome)."""
+    import test_slurm
+
+    if "slurm" not in BACKGROUND and test_slurm.TEST in ids:
+        BACKGROUND["slurm"] = test_slurm.start_in_background(test_slurm.slurm_root(node.config._tmp_path_factory))
+
+
+def pytest_unconfigure(config):
+    """A background run still going when the session ends (interrupted, failed) is stopped with its cluster."""
+    import os
+    import signal
+
+    for proc in BACKGROUND.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+    if BACKGROUND:
+        import test_slurm
+
+        test_slurm.slurm_down(test_slurm.slurm_root(config._tmp_path_factory))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The tables that reliability tests fill in (helpers.SUMMARY), after the test results."""
     for title, table in SUMMARY.items():
@@ -45,11 +74,13 @@ def pytest_terminal_summary(terminalreporter):
 
 
 # Files that run whole DAGs go first, so that pytest-xdist's workers (--dist loadfile) start them
-# at once and finish together, and the unit tests fill the gaps.
-HEAVY = ("test_presets.py", "test_slurm.py", "test_pipeline.py", "test_kill.py", "test_sharing.py", "test_results.py",
+# at once and finish together, and the unit tests fill the gaps; the SLURM test goes last: its run
+# started in the background (pytest_xdist_node_collection_finished), it only checks the outcome.
+HEAVY = ("test_presets.py", "test_pipeline.py", "test_kill.py", "test_sharing.py", "test_results.py",
          "test_benchmarks.py", "test_bad_input.py", "test_outputs.py")
+LAST = ("test_slurm.py",)
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(HEAVY)}
+    rank = {name: i for i, name in enumerate(HEAVY)} | {name: len(HEAVY) + 1 + i for i, name in enumerate(LAST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY)))

@@ -7,7 +7,9 @@ KILLS times in a row (each run starting from what the killed one left), its comm
 its own process group and the whole group SIGKILLed (as a scheduler does) at a moment drawn between
 the end of its imports and that duration. After each kill, every output that exists must be the
 complete reference (nothing complete-looking but partial); after one plain re-run, every output
-must equal the reference, apart from the timings of helpers.TIMINGS.
+must equal the reference, apart from the timings of helpers.TIMINGS. The stages go through two
+lanes side by side, each in its own copy of the DAG (a stage never reads a file that the other
+lane is killing).
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ pytestmark = pytest.mark.slow
 KILLS = 2  # per stage
 
 
+LANES = 2
+
+
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """The tiny DAG, complete, as Snakemake left it (with its jobs' benchmark files)."""
-    return tiny_dag(tmp_path_factory, "snakemake")
+def workspaces(tmp_path_factory):
+    """A copy per lane of the tiny DAG, complete, as Snakemake left it (with its jobs' benchmark files)."""
+    return [tiny_dag(tmp_path_factory, "snakemake") for _ in range(LANES)]
 
 
 def instances(ws) -> list[tuple[str, str, list[str], float]]:
@@ -65,34 +70,48 @@ def remove(ws, outputs):
         (ws / rel).unlink(missing_ok=True)
 
 
-def test_every_stage_survives_sigkill_and_reruns_to_the_same_bytes(workspace, tmp_path):
-    ws = workspace
-    floor = import_time(ws)
-    rows, failures = [], []
-    for k, (address, cmd, outputs, duration) in enumerate(instances(ws)):
-        reference = tmp_path / "reference" / address
-        for rel in outputs:
-            (reference / rel).parent.mkdir(parents=True, exist_ok=True)
-            (reference / rel).write_bytes((ws / rel).read_bytes())
-        rng = np.random.default_rng([0, k])
-        remove(ws, outputs)
+def kill_and_rerun(ws, k: int, instance, floor: float, reference) -> tuple[str, list[str]]:
+    """One stage instance (the ``k``-th) killed KILLS times in a row, then re-run: its table row and its failures."""
+    address, cmd, outputs, duration = instance
+    for rel in outputs:
+        (reference / rel).parent.mkdir(parents=True, exist_ok=True)
+        (reference / rel).write_bytes((ws / rel).read_bytes())
+    rng = np.random.default_rng([0, k])
+    remove(ws, outputs)
+    survived, failures = 0, []
+    for moment in rng.uniform(min(floor, 0.8 * duration), duration, KILLS):
+        proc = start(cmd, ws)  # the second kill hits a run that starts from the first one's leftovers
+        time.sleep(moment)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        partial = [r for r in outputs if (ws / r).exists() and not same_output(ws / r, reference / r)]
+        if partial:
+            failures.append(f"{address} killed at {moment:.2f} s: partial {partial}")
+        survived += not partial
+    assert start(cmd, ws).wait() == 0, f"{address}: the re-run after {KILLS} kills failed"
+    differ = [r for r in outputs if not (ws / r).exists() or not same_output(ws / r, reference / r)]
+    if differ:
+        failures.append(f"{address}: differ after the re-run {differ}")
         survived = 0
-        for moment in rng.uniform(min(floor, 0.8 * duration), duration, KILLS):
-            proc = start(cmd, ws)  # the second kill hits a run that starts from the first one's leftovers
-            time.sleep(moment)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            partial = [r for r in outputs if (ws / r).exists() and not same_output(ws / r, reference / r)]
-            if partial:
-                failures.append(f"{address} killed at {moment:.2f} s: partial {partial}")
-            survived += not partial
-        assert start(cmd, ws).wait() == 0, f"{address}: the re-run after {KILLS} kills failed"
-        differ = [r for r in outputs if not (ws / r).exists() or not same_output(ws / r, reference / r)]
-        if differ:
-            failures.append(f"{address}: differ after the re-run {differ}")
-            survived = 0
-        rows.append(f"| {address} | {duration:.1f} | {KILLS} | {survived} |")
+    return f"| {address} | {duration:.1f} | {KILLS} | {survived} |", failures
+
+
+def test_every_stage_survives_sigkill_and_reruns_to_the_same_bytes(workspaces, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    floor = import_time(workspaces[0])
+    todo = list(enumerate(instances(workspaces[0])))
+
+    def lane(i):
+        return [kill_and_rerun(workspaces[i], k, instance, floor, tmp_path / "reference" / instance[0])
+                for k, instance in todo[i::LANES]]
+
+    with ThreadPoolExecutor(LANES) as pool:
+        done = [row for rows in pool.map(lane, range(LANES)) for row in rows]
+    order = [k for i in range(LANES) for k, _ in todo[i::LANES]]
+    rows = [row for _, (row, _) in sorted(zip(order, done))]
+    failures = [f for _, (_, fs) in sorted(zip(order, done)) for f in fs]
     SUMMARY["kill table (tests/test_kill.py)"] = "\n".join(
         ["| stage | its run in the DAG, s | kills tried | kills survived |", "| --- | --- | --- | --- |", *rows])
-    assert len(rows) == len(yaml.safe_load((ws / "dvc.yaml").read_text())["stages"])
+    assert len(rows) == len(yaml.safe_load((workspaces[0] / "dvc.yaml").read_text())["stages"])
     assert not failures, "\n".join(failures)

@@ -1,24 +1,34 @@
 """`snakemake --profile slurm` on a real one-node SLURM (tests/slurm): every job of the tiny DAG
-its own sbatch job, GPU stages asking for a GPU, and outputs equal to the local run's."""
+its own sbatch job, GPU stages asking for a GPU, and outputs equal to the local run's.
+
+The SLURM run mostly waits on the scheduler, so under pytest-xdist it starts in the background as
+soon as the controller sees this test collected (conftest.py), and the test checks what it left;
+run alone, the test runs it in the foreground."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, all_outputs, copy_repo, same_output, sh, snakemake_jobs
+from helpers import REPO, all_outputs, copy_repo, same_output, sh, snakemake_jobs, tiny_params
 
 pytestmark = pytest.mark.slow
+TEST = "tests/test_slurm.py::test_snakemake_profile_slurm_runs_every_job_through_sbatch"
+TIMEOUT = 1200  # seconds for the whole SLURM run, started while the other tests load the machine
 
 
 def slurm_up(tmp) -> str | None:
     """Start the one-node SLURM of tests/slurm (root, Debian packages); the reason when it cannot."""
-    import os
     import shutil
-    import subprocess
 
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "needs root and apt-get to install SLURM"
@@ -26,6 +36,11 @@ def slurm_up(tmp) -> str | None:
     res = subprocess.run(["bash", str(REPO / "tests/slurm/up.sh")], env=env, capture_output=True, text=True,
                          timeout=600)
     return None if res.returncode == 0 else f"SLURM did not start: {(res.stdout + res.stderr)[-600:]}"
+
+
+def slurm_down(tmp) -> None:
+    subprocess.run(["bash", str(REPO / "tests/slurm/down.sh")], env={"PIDDIR": str(tmp / "pids"),
+                                                                     "PATH": "/usr/bin:/bin"})
 
 
 def slurm_overrides() -> list[str]:
@@ -39,24 +54,68 @@ def slurm_overrides() -> list[str]:
             "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs"]
 
 
-@pytest.mark.slow
-def test_snakemake_profile_slurm_runs_every_job_through_sbatch(workspaces, tmp_path):
-    """The tiny DAG with `snakemake --profile slurm` on a real one-node SLURM with a fake GPU."""
-    import subprocess
-
-    snake, _ = workspaces
-    reason = slurm_up(tmp_path)
-    if reason:
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+def run_dag(root: Path) -> None:
+    """SLURM up, the tiny DAG through `snakemake --profile slurm` in ``root``/ws, SLURM down; the
+    outcome in ``root``/result.json: ``{"skipped": reason}`` or ``{"output": Snakemake's output}``."""
+    result = {}
     try:
-        ws = copy_repo(tmp_path / "ws", yaml.safe_load((snake / "params.yaml").read_text()))
-        cmd = ["timeout", "-k", "30", "900", "snakemake", "--profile", "slurm", "--verbose", *slurm_overrides()]
-        out = sh(cmd, ws, timeout=960)
-        text = out.stdout + out.stderr
+        reason = slurm_up(root)
+        if reason:
+            result = {"skipped": reason}
+            return
+        ws = copy_repo(root / "ws", tiny_params())
+        cmd = ["timeout", "-k", "30", str(TIMEOUT - 60), "snakemake", "--profile", "slurm", "--verbose",
+               *slurm_overrides()]
+        out = sh(cmd, ws, timeout=TIMEOUT)
+        result = {"output": out.stdout + out.stderr}
+    except Exception as exc:  # noqa: BLE001 (the test reports it)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
-        subprocess.run(["bash", str(REPO / "tests/slurm/down.sh")], env={"PIDDIR": str(tmp_path / "pids"),
-                                                                         "PATH": "/usr/bin:/bin"})
+        slurm_down(root)
+        (root / "result.tmp").write_text(json.dumps(result))
+        (root / "result.tmp").rename(root / "result.json")
+
+
+def start_in_background(root: Path) -> subprocess.Popen:
+    """:func:`run_dag` in its own process (group), for the pytest-xdist controller (conftest.py)."""
+    root.mkdir(parents=True, exist_ok=True)
+    code = f"import test_slurm; from pathlib import Path; test_slurm.run_dag(Path({str(root)!r}))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    log = open(root / "background.log", "w")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO / "tests", env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def slurm_root(tmp_path_factory) -> Path:
+    """Where the SLURM run works: the directory that the controller and every worker share."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "slurm-dag"
+
+
+def outcome(root: Path) -> dict:
+    """What the background run left (waiting for it to end), or the run itself when none was started."""
+    if not root.exists():  # no background run: pytest without xdist, or the controller did not see this test
+        root.mkdir(parents=True)
+        run_dag(root)
+    deadline = time.monotonic() + TIMEOUT + 120
+    while not (root / "result.json").exists():
+        assert time.monotonic() < deadline, f"the background SLURM run did not end: {root / 'background.log'}"
+        time.sleep(2)
+    return json.loads((root / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_snakemake_profile_slurm_runs_every_job_through_sbatch(workspaces, tmp_path_factory):
+    """The tiny DAG with `snakemake --profile slurm` on a real one-node SLURM with a fake GPU."""
+    snake, _ = workspaces
+    root = slurm_root(tmp_path_factory)
+    result = outcome(root)
+    if "skipped" in result:
+        print(f"SKIPPED: {result['skipped']}")
+        pytest.skip(result["skipped"])
+    assert "error" not in result, result.get("error")
+    ws, text = root / "ws", result["output"]
+    assert yaml.safe_load((ws / "params.yaml").read_text()) == yaml.safe_load((snake / "params.yaml").read_text())
     jobs = snakemake_jobs(text, ws)
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     assert len(set(submitted)) == len(jobs) > 0, "every job is its own sbatch submission, with its SLURM job id"

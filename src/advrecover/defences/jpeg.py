@@ -9,7 +9,6 @@ import io
 
 import numpy as np
 import torch
-from kornia.enhance import jpeg_codec_differentiable
 from PIL import Image
 
 from . import Defence, register
@@ -33,6 +32,8 @@ class JPEG(Defence):
         return torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2).float().div(255)
 
     def surrogate(self, x):
+        from kornia.enhance import jpeg_codec_differentiable  # on first use, as tvm's scikit-image
+
         return jpeg_codec_differentiable(x, torch.tensor([float(self.quality)], device=x.device))
 
 

@@ -5,8 +5,6 @@ exact almost everywhere: the adaptive attacks differentiate through it."""
 
 from __future__ import annotations
 
-from kornia.filters import median_blur
-
 from . import Defence, register
 
 
@@ -16,6 +14,8 @@ class Median(Defence):
         self.size = size
 
     def recover(self, x):
+        from kornia.filters import median_blur  # on first use, as tvm's scikit-image
+
         return median_blur(x, self.size)
 
 

@@ -9,13 +9,9 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from .. import defences as defence_registry
 from .. import inference
-
-PAD = 12  # pixels between cells: room for the prediction under each image
-
 
 @dataclass(frozen=True)
 class Column:
@@ -50,23 +46,21 @@ def columns(*, clean: torch.Tensor, attacked: dict[str, torch.Tensor], victim, d
 
 
 def figure(cols: list[Column], labels: np.ndarray, class_names: list[str]):
-    """The grid (torchvision's ``make_grid``) with a title over each column and the prediction under each cell."""
-    n, k, size = len(labels), len(cols), cols[0].images.shape[-1]
-    cells = torch.stack([c.images[i] for i in range(n) for c in cols])
-    grid = make_grid(cells, nrow=k, padding=PAD, pad_value=1.0).permute(1, 2, 0).numpy()
-    scale = 0.75 / (size + PAD)  # inches per grid pixel
-    fig, ax = plt.subplots(figsize=(grid.shape[1] * scale + 0.5, grid.shape[0] * scale + 1.2))
-    ax.imshow(grid, interpolation="nearest")
-    step = size + PAD
+    """The grid (one matplotlib axes per cell) with a title over each column and the prediction under each cell."""
+    n, k = len(labels), len(cols)
+    fig, axes = plt.subplots(n, k, figsize=(0.75 * k + 0.5, 0.8 * n + 1.2), squeeze=False,
+                             gridspec_kw={"hspace": 0.25, "wspace": 0.08})
 
     def name(index) -> str:
         return class_names[index] if 0 <= index < len(class_names) else str(int(index))
 
     for j, col in enumerate(cols):
-        ax.text(PAD + j * step + size / 2, 0, col.title, rotation=55, ha="left", va="bottom", fontsize=7)
+        axes[0, j].set_title(col.title, rotation=55, ha="left", va="bottom", fontsize=7, loc="center")
         for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(col.images[i].permute(1, 2, 0).numpy(), interpolation="nearest", vmin=0, vmax=1)
             ok = col.predictions[i] == labels[i]
-            ax.text(PAD + j * step + size / 2, PAD + i * step + size + 1, name(col.predictions[i]), ha="center",
-                    va="top", fontsize=6, color="green" if ok else "red")
-    ax.set_axis_off()
+            ax.set_xlabel(name(col.predictions[i]), fontsize=6, color="green" if ok else "red", labelpad=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.spines[:].set_visible(False)
     return fig

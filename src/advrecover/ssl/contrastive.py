@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +29,8 @@ class Contrastive(Task):
 
     def __init__(self, dim: int, image_size: int, projection: int, temperature: float, views: int,
                  crop_scale: float):
+        import kornia.augmentation as K  # on first use: the other tasks' jobs skip kornia's import
+
         super().__init__()
         self.temperature, self.views = temperature, views
         self.project = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, projection))
