@@ -62,6 +62,12 @@ def copy_repo(dest: Path, params: dict) -> Path:
     return dest
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """The session's temporary directory that the pytest-xdist controller and every worker share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def tiny_dag(tmp_path_factory, runner: str) -> Path:
     """A private copy of the tiny DAG, complete, as ``runner`` (``snakemake`` or ``dvc``) left it.
 
@@ -70,8 +76,7 @@ def tiny_dag(tmp_path_factory, runner: str) -> Path:
     kept, so the runner finds it up to date)."""
     import fcntl
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = shared_dir(tmp_path_factory)
     master = shared / f"tiny-dag-{runner}"
     with open(shared / f"tiny-dag-{runner}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

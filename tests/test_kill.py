@@ -28,9 +28,7 @@ from helpers import SUMMARY, run_env, same_output, tiny_dag
 
 pytestmark = pytest.mark.slow
 KILLS = 2  # per stage
-
-
-LANES = 2
+LANES = 2  # stages killed side by side, each lane in its own copy of the DAG
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +101,13 @@ def test_every_stage_survives_sigkill_and_reruns_to_the_same_bytes(workspaces, t
     todo = list(enumerate(instances(workspaces[0])))
 
     def lane(i):
-        return [kill_and_rerun(workspaces[i], k, instance, floor, tmp_path / "reference" / instance[0])
+        return [(k, kill_and_rerun(workspaces[i], k, instance, floor, tmp_path / "reference" / instance[0]))
                 for k, instance in todo[i::LANES]]
 
     with ThreadPoolExecutor(LANES) as pool:
-        done = [row for rows in pool.map(lane, range(LANES)) for row in rows]
-    order = [k for i in range(LANES) for k, _ in todo[i::LANES]]
-    rows = [row for _, (row, _) in sorted(zip(order, done))]
-    failures = [f for _, (_, fs) in sorted(zip(order, done)) for f in fs]
+        done = dict(kv for lane_done in pool.map(lane, range(LANES)) for kv in lane_done)
+    rows = [done[k][0] for k in sorted(done)]
+    failures = [f for k in sorted(done) for f in done[k][1]]
     SUMMARY["kill table (tests/test_kill.py)"] = "\n".join(
         ["| stage | its run in the DAG, s | kills tried | kills survived |", "| --- | --- | --- | --- |", *rows])
     assert len(rows) == len(yaml.safe_load((workspaces[0] / "dvc.yaml").read_text())["stages"])

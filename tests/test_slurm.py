@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, all_outputs, copy_repo, same_output, sh, snakemake_jobs, tiny_params
+from helpers import REPO, all_outputs, copy_repo, same_output, sh, shared_dir, snakemake_jobs, tiny_params
 
 pytestmark = pytest.mark.slow
 TEST = "tests/test_slurm.py::test_snakemake_profile_slurm_runs_every_job_through_sbatch"
@@ -87,9 +87,8 @@ def start_in_background(root: Path) -> subprocess.Popen:
 
 
 def slurm_root(tmp_path_factory) -> Path:
-    """Where the SLURM run works: the directory that the controller and every worker share."""
-    base = tmp_path_factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "slurm-dag"
+    """Where the SLURM run works, in the directory that the controller and every worker share."""
+    return shared_dir(tmp_path_factory) / "slurm-dag"
 
 
 def outcome(root: Path) -> dict:
