@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
 
+# One torch thread per job, two jobs side by side on two cores (advrecover.device): on 2 CPU cores
+# the whole DAG ran 1.7x faster on the tiny config than one 2-thread job at a time (imports, Python
+# and small kernels no longer leave a core idle), and its bits no longer depend on the core count.
+# `ADVRECOVER_THREADS=1 dvc repro` reproduces them; a value you set wins.
+run test ablation-lambda ablation-depth: export ADVRECOVER_THREADS ?= 1
 run: install
 	snakemake --cores $(CORES)
 	@python -m advrecover.outputs summary
@@ -88,8 +93,8 @@ ablation-depth: install
 	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
 	dvc repro --force --single-item report
 
-# Two pytest workers, a test file each (module fixtures such as the tiny DAG run once): the suite
-# keeps about one core busy on its own, its DAG runs being one job at a time.
+# Two pytest workers, a test file each (module fixtures such as the tiny DAG run once); their DAG
+# runs take one torch thread per job, as `make run`'s.
 # In the test run, OpenMP threads that wait sleep instead of spinning: two workers (and their DAG
 # jobs) share two cores, and a spinning torch thread burns the time another needs (same results;
 # two tiny DAGs side by side ran 14% faster). A lone job runs faster spinning, so `make run` keeps

@@ -151,6 +151,16 @@ def test_tiny_preset_is_valid_and_shares_the_default_keys():
 
 
 COMPLETE = "5363bb7"  # the last commit whose presets were complete files
+# Intended differences since COMPLETE: params.yaml dropped the single-head reversal row (too slow for
+# make run's budget); the paper overlay adds it back, the same entry, now after the multi-task row.
+MOVED = {"paper": [("evaluate", "defences", "reversal_contrastive")], "tiny": []}
+
+
+def _move_to_end(tree: dict, path: tuple) -> None:
+    parent = tree
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = parent.pop(path[-1])
 
 
 def _ordered(node):
@@ -164,8 +174,8 @@ def _ordered(node):
 
 @pytest.mark.parametrize("name", ["paper", "tiny"])
 def test_the_overlays_reproduce_the_complete_presets_they_replaced(name):
-    """Each overlay on that commit's params.yaml gives that commit's complete preset, value for value
-    (and in the order of every collection of named entries)."""
+    """Each overlay on today's params.yaml gives that commit's complete preset, value for value (and
+    in the order of every collection of named entries, but for MOVED)."""
     def show(path):
         res = subprocess.run(["git", "show", f"{COMPLETE}:{path}"], cwd=REPO, capture_output=True, text=True)
         if res.returncode:
@@ -173,7 +183,9 @@ def test_the_overlays_reproduce_the_complete_presets_they_replaced(name):
         return yaml.safe_load(res.stdout)
 
     overlay = yaml.load((REPO / f"configs/{name}.yaml").read_text(), Loader=params_mod.OverlayLoader)
-    merged, complete = params_mod.merge(show("params.yaml"), overlay), show(f"configs/{name}.yaml")
+    merged, complete = params_mod.merge(params_mod.read(REPO / "params.yaml"), overlay), show(f"configs/{name}.yaml")
+    for path in MOVED[name]:
+        _move_to_end(complete, path)
     assert merged == complete
     assert _ordered(merged) == _ordered(complete)
 

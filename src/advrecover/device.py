@@ -18,13 +18,24 @@ def resolve(name: str) -> torch.device:
     return torch.device(name)
 
 
+THREADS_VARIABLE = "ADVRECOVER_THREADS"
+
+
 def use_allocated_cpus() -> int:
-    """Run torch's CPU kernels on every CPU this process may use (its affinity mask: all cores
-    locally and under DVC, the SLURM allocation on a cluster). Snakemake exports
-    OMP_NUM_THREADS=1 to single-threaded jobs; float reductions then differ in the last bits
-    from a DVC run, so the thread count is taken from the allocation rather than the runner.
+    """Run torch's CPU kernels on ``$ADVRECOVER_THREADS`` threads when it is set (``make run``: 1,
+    two jobs side by side on two cores), else on every CPU this process may use (its affinity mask:
+    all cores under DVC, the SLURM allocation on a cluster). The count is never taken from
+    OMP_NUM_THREADS, which Snakemake sets per runner: float reductions differ in the last bits
+    with the thread count, so both runners must get it from the same place.
     """
-    n = len(os.sched_getaffinity(0))
+    value = os.environ.get(THREADS_VARIABLE)
+    if value is None:
+        n = len(os.sched_getaffinity(0))
+    elif value.isdigit() and int(value) > 0:
+        n = int(value)
+    else:
+        raise ValueError(f"{THREADS_VARIABLE}={value!r}: expected a positive number of torch CPU threads per job")
     torch.set_num_threads(n)
-    log.info("torch CPU threads: %d (affinity mask; OMP_NUM_THREADS=%s)", n, os.environ.get("OMP_NUM_THREADS"))
+    log.info("torch CPU threads: %d (%s=%s, affinity mask of %d)", n, THREADS_VARIABLE, value,
+             len(os.sched_getaffinity(0)))
     return n

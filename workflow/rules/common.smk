@@ -33,10 +33,12 @@ def choices(values):
 
 
 def stage_threads():
-    """Local runs: every job takes all local cores (torch stages use every CPU of their allocation,
-    see advrecover.device), so jobs run one at a time. Under a cluster executor no total is set and
-    the allocation comes from the profile's cpus_per_task instead."""
+    """Local runs: a job takes $ADVRECOVER_THREADS cores when it is set (`make run` sets 1: on two
+    cores two jobs run side by side, and each stage sets torch's thread count from the same
+    variable, see advrecover.device), else every local core, so jobs run one at a time. Under a
+    cluster executor no total is set and the allocation comes from the profile's cpus_per_task."""
     try:
-        return workflow.cores
+        cores = workflow.cores
     except WorkflowError:
         return 1
+    return min(int(os.environ.get("ADVRECOVER_THREADS", cores)), cores)
