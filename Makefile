@@ -28,8 +28,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 # One torch thread per job, two jobs side by side on two cores (advrecover.device): imports, Python
 # and small kernels no longer leave a core idle. On a 2-core Xeon the quick DAG's 79 jobs took
-# 25 min so, where one 2-thread job at a time had done 55 of them in 38 min; the tiny DAG 73 s
-# against 126 s. Its bits no longer depend on the core count either: `ADVRECOVER_THREADS=1 dvc
+# 25 min this way, where one 2-thread job at a time had done 55 of them in 38 min; the tiny DAG
+# 73 s against 126 s. Its bits no longer depend on the core count either: `ADVRECOVER_THREADS=1 dvc
 # repro` reproduces them. A value you set wins.
 run test ablation-lambda ablation-depth: export ADVRECOVER_THREADS ?= 1
 run: install
