@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 
 def resolve(name: str) -> torch.device:
+    import torch  # here, not at the top: the Snakefile imports this module for requested_threads
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -28,14 +32,20 @@ def use_allocated_cpus() -> int:
     OMP_NUM_THREADS, which Snakemake sets per runner: float reductions differ in the last bits
     with the thread count, so both runners must get it from the same place.
     """
+    import torch
+
+    n = requested_threads() or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    log.info("torch CPU threads: %d (%s=%s, affinity mask of %d)", n, THREADS_VARIABLE,
+             os.environ.get(THREADS_VARIABLE), len(os.sched_getaffinity(0)))
+    return n
+
+
+def requested_threads() -> int | None:
+    """``$ADVRECOVER_THREADS`` as a positive count, None when unset (also the Snakefile's job threads)."""
     value = os.environ.get(THREADS_VARIABLE)
     if value is None:
-        n = len(os.sched_getaffinity(0))
-    elif value.isdigit() and int(value) > 0:
-        n = int(value)
-    else:
+        return None
+    if not (value.isdigit() and int(value) > 0):
         raise ValueError(f"{THREADS_VARIABLE}={value!r}: expected a positive number of torch CPU threads per job")
-    torch.set_num_threads(n)
-    log.info("torch CPU threads: %d (%s=%s, affinity mask of %d)", n, THREADS_VARIABLE, value,
-             len(os.sched_getaffinity(0)))
-    return n
+    return int(value)

@@ -7,6 +7,7 @@ import re
 from snakemake_interface_common.exceptions import WorkflowError
 
 from advrecover.dag import load_stages
+from advrecover.device import requested_threads
 
 STAGES = load_stages("dvc.yaml", config)
 
@@ -41,4 +42,4 @@ def stage_threads():
         cores = workflow.cores
     except WorkflowError:
         return 1
-    return min(int(os.environ.get("ADVRECOVER_THREADS", cores)), cores)
+    return min(requested_threads() or cores, cores)
