@@ -36,7 +36,8 @@ def _victim(args, p, device):
 def _victim_robust(args, p, device):
     from .stages import victim_robust
 
-    victim_robust.run(**victim_robust.from_params(p, args), device=device, pools_dir=args.pools, model_path=args.model,
+    victim_robust.run(**victim_robust.from_params(p, args), device=device, pools_dir=args.pools,
+                      victim_path=args.victim, model_path=args.model,
                       metrics_path=args.metrics, history_path=args.history, progress=not args.quiet)
 
 
@@ -144,7 +145,7 @@ STAGES = {
         POOLS, ("--model", "output state dict (.pt)"), ("--metrics", "output JSON: clean accuracy per labelled pool"),
         ("--history", "output CSV: per-epoch training loss and accuracy")]),
     "victim_robust": ("train the adversarially trained reference classifier", _victim_robust, [
-        POOLS, ("--model", "output model (.pt)"), ("--metrics", "output JSON: clean accuracy per labelled pool"),
+        POOLS, ("--victim", "victim state dict (the start when robust_victim.init is victim)"), ("--model", "output model (.pt)"), ("--metrics", "output JSON: clean accuracy per labelled pool"),
         ("--history", "output CSV: per-epoch training loss and accuracy")]),
     "attack": ("one shard of one attack on one pool, into HDF5", _attack, [
         ("--pool", "pool name (a key of sample.pools)"), ("--attack", "instance name (a key of attack.instances)"),

@@ -191,12 +191,12 @@ def measure(load: Load, device: torch.device, repeats: int = 3) -> tuple[float, 
 
 def classes(p: dict) -> int:
     """How many classes the victim has, from the pool it is trained on (or the test pool): the count
-    a source kind implies (ImageNet-R 200, CIFAR-10 10, the built-in shapes), or the class folders."""
+    a source kind implies (ImageNet-R 200, CIFAR-10 10, the built-in tasks 10), or the class folders."""
     from .data import builtin
 
     pools = p["sample"]["pools"]
     cfg = pools["victim"] if p["victim"]["mode"] == "train" else pools[p["evaluate"]["pool"]]
-    known = {"imagenet_r": 200, "cifar10": 10, "builtin": len(builtin.SHAPE_CLASSES)}
+    known = {"imagenet_r": 200, "cifar10": 10, "builtin": len(builtin.DIGIT_CLASSES)}
     if cfg["source"] in known:
         return known[cfg["source"]]
     folder = Path(cfg.get("path", ""))

@@ -17,7 +17,7 @@ from advrecover.training import NonFiniteLoss
 from attacks.conftest import WEIGHTS, shapes
 
 VICTIM = VictimConfig(mode="train", widths=(16, 32), blocks=(1, 1), stem_stride=1, epochs=1, batch_size=8, lr=0.1,
-                      weight_decay=0.0, augment=False, eval_batch_size=64, checkpoint=None,
+                      weight_decay=0.0, augment="none", eval_batch_size=64, checkpoint=None,
                       torchvision_arch="resnet50", torchvision_weights=None, imagenet_classes=None)
 SSP = {"method": "ssp", "eps": 16 / 255, "step": 0.01, "steps": 2}
 TRAIN = {"attack": "ssp", "fresh_ssp": True, "features": "victim", "features_weights": None, "lr": 0.001,

@@ -16,8 +16,12 @@ from advrecover.stages import sample, victim
 
 @pytest.fixture
 def pools(tmp_path, params):
+    """The tiny pools, of the easy shapes task: a tiny ResNet learns it in a few epochs at 16 pixels
+    (the digits need thousands of images at 32)."""
     s = params["sample"]
     s["pools"]["victim"]["n"] = 400
+    for pool, domain in (("aae", "textured"), ("test", "flat"), ("victim", "mixed")):
+        s["pools"][pool]["dataset"] = f"shapes_{domain}"
     sample.run(cfg=sample.SampleConfig(pools=s["pools"], image_size=s["image_size"], seed=0, max_bad_fraction=0.0),
                out_dir=tmp_path / "pools", metrics_path=tmp_path / "s.json", progress=False)
     return tmp_path / "pools"
@@ -90,8 +94,21 @@ def test_torchvision_mode_never_downloads(tmp_path, params, pools):
         run(tmp_path, dict(params["victim"], mode="torchvision"), pools)
 
 
-def test_augment_keeps_shape_and_content_range():
+@pytest.mark.parametrize("kind", ["crop", "crop_flip"])
+def test_augment_keeps_shape_and_content_range(kind):
+    torch.manual_seed(0)
     x = torch.rand(8, 3, 16, 16)
-    out = victim.augment(x, torch.Generator().manual_seed(0))
+    out = victim.augmenter(kind, 16)(x)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, x)
+
+
+def test_crop_never_mirrors_and_none_is_no_augmentation():
+    """Digits must not be flipped: every ``crop`` output is a shifted copy of its input (a horizontal
+    gradient keeps its direction), while ``crop_flip`` mirrors some."""
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, 16).expand(32, 3, 16, 16).contiguous()
+    slope = lambda t: (t[..., 1:] - t[..., :-1]).mean((1, 2, 3))  # noqa: E731
+    assert (slope(victim.augmenter("crop", 16)(ramp)) > 0).all()
+    assert (slope(victim.augmenter("crop_flip", 16)(ramp)) < 0).any()
+    assert victim.augmenter("none", 16) is None

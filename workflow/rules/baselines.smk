@@ -7,6 +7,7 @@ rule victim_robust:
         aae="data/pools/aae.h5",
         test="data/pools/test.h5",
         victim="data/pools/victim.h5",
+        victim_="models/victim.pt",
         code=[
             "src/advrecover/stages/victim_robust.py",
             "src/advrecover/stages/victim.py",
@@ -45,7 +46,7 @@ rule victim_robust:
     conda:
         "../envs/advrecover.yaml"
     shell:
-        "advrecover victim_robust --params params.yaml --pools data/pools --model models/victim_robust.pt --metrics metrics/victim_robust.json --history metrics/victim_robust_train.csv --log logs/victim_robust.log"
+        "advrecover victim_robust --params params.yaml --pools data/pools --victim models/victim.pt --model models/victim_robust.pt --metrics metrics/victim_robust.json --history metrics/victim_robust_train.csv --log logs/victim_robust.log"
 
 
 rule train_purifier:

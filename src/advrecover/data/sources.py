@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .builtin import PhotosSource, ShapesSource
+from .builtin import DigitsSource, PhotosSource, ShapesSource
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -75,15 +75,18 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 class BuiltinSource:
-    """The offline default: scikit-image photo patches or the rendered shapes task."""
+    """The offline default: scikit-image photo patches, or the rendered digits or shapes task
+    (``<task>_<domain>``)."""
+
+    TASKS = {"digits": DigitsSource, "shapes": ShapesSource}
 
     def __init__(self, cfg: dict, seed: int, size: int, param: str):
         self.dataset = cfg["dataset"]
         if self.dataset == "photos":
             self.gen, self.domain, self.identity = PhotosSource(seed, size), None, "builtin:photos"
         else:
-            self.gen = ShapesSource(seed, size)
-            self.domain, self.identity = self.dataset.removeprefix("shapes_"), "builtin:shapes"
+            task, self.domain = self.dataset.split("_", 1)
+            self.gen, self.identity = self.TASKS[task](seed, size), f"builtin:{task}"
         self.class_names, self.size = tuple(self.gen.class_names), size
         self.length = None  # infinite: index i is a pure function of (seed, i)
 

@@ -24,7 +24,7 @@ class VictimConfig:
     """The ``victim`` params. ``mode`` train | checkpoint | torchvision. The ResNet (train,
     checkpoint): channels ``widths`` and residual ``blocks`` per stage, ``stem_stride``; training:
     ``epochs``, ``batch_size``, peak ``lr`` of SGD with one-cycle schedule, ``weight_decay``,
-    ``augment`` (random crop and flip); ``eval_batch_size``. ``checkpoint``: its state dict (mode
+    ``augment`` (none | crop | crop_flip: stages.victim.augmenter); ``eval_batch_size``. ``checkpoint``: its state dict (mode
     checkpoint). ``torchvision_arch``, local ``torchvision_weights`` and the ``imagenet_classes``
     file (mode torchvision)."""
 
@@ -36,7 +36,7 @@ class VictimConfig:
     batch_size: int
     lr: float
     weight_decay: float
-    augment: bool
+    augment: str
     eval_batch_size: int
     checkpoint: str | None
     torchvision_arch: str

@@ -25,18 +25,14 @@ from ..models import victim as victims
 log = logging.getLogger(__name__)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (reflect padding) and horizontal flip, per image."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
-    rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None].expand(n, 3, h, w + 2 * pad)
-    out = padded.gather(2, rows)
-    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(n, 3, h, w)
-    out = out.gather(3, cols)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out[flip] = out[flip].flip(3)
-    return out
+def augmenter(kind: str, size: int):
+    """The training augmentation ``kind`` in kornia: ``crop`` translates each image by up to 2 pixels
+    (reflect padding), ``crop_flip`` also flips half of them horizontally (not for digits), ``none``."""
+    import kornia.augmentation as K
+
+    ops = {"none": [], "crop": [K.RandomCrop((size, size), padding=2, padding_mode="reflect")]}
+    ops["crop_flip"] = ops["crop"] + [K.RandomHorizontalFlip()]
+    return K.AugmentationSequential(*ops[kind]) if ops[kind] else None
 
 
 def accuracy(model, images: np.ndarray, labels: np.ndarray, device, batch_size: int) -> float:
@@ -50,8 +46,8 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
           what: str = "victim"):
     """SGD (Nesterov, momentum 0.9) with a one-cycle learning rate, through :func:`training.fit`:
     per-epoch loss and accuracy to CSV, a checkpoint per epoch, NaN detection. With ``adversary``
-    (``(x, y) -> x'``, e.g. a torchattacks attack on ``model``) every batch is replaced by its
-    adversarial version before the step: adversarial training (Madry et al. 2018)."""
+    (``(x, y, epoch) -> x'``, e.g. a torchattacks attack on ``model``) every batch is replaced by
+    its adversarial version before the step: adversarial training (Madry et al. 2018)."""
     x_all, y_all = to_tensor(images), torch.from_numpy(labels)
     model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
     model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
@@ -59,6 +55,7 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    augment = augmenter(cfg.augment, x_all.shape[-1])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps)
 
     def epoch_step(epoch: int, gen: torch.Generator) -> dict:
@@ -68,11 +65,11 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
         for b in range(steps):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             x, y = x_all[idx], y_all[idx]
-            if cfg.augment:
-                x = augment(x, gen)
+            if augment is not None:
+                x = augment(x)
             x, y = x.to(device), y.to(device)
             if adversary is not None:
-                x = adversary(x, y)
+                x = adversary(x, y, epoch)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)

@@ -4,8 +4,12 @@ own adversarial examples (Madry et al. 2018) on the ``victim`` pool.
 Every training batch is replaced by the images of the attack instance ``robust_victim.attack``
 against the model being trained (Wong, Rice and Kolter 2020's fast FGSM with a random start and
 step 1.25 eps in the quick profile; PGD in the paper preset), computed in training mode as
-their code does. Architecture and optimiser are the ``victim`` params', epochs
-``robust_victim.epochs``. Written self-describing (``victims.save_resnet``); the defence
+their code does, its budget warmed up over the first ``robust_victim.warmup`` epochs (Pang et
+al. 2021, "Bag of tricks for adversarial training"). It starts from fresh weights (``init:
+scratch``, the paper preset) or from the trained victim (``init: victim``: adversarial
+fine-tuning, Jeddi et al. 2020, the quick profile: on the built-in digits, training from scratch
+at 8/255 stayed at chance for 12 epochs). Architecture and optimiser are the ``victim``
+params', with ``robust_victim.epochs`` and peak learning rate ``robust_victim.lr``. Written self-describing (``victims.save_resnet``); the defence
 ``adversarial_training`` deploys it as its own classifier.
 """
 
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 from .. import attacks, scale
 from ..config import section
 from ..data.pools import POOL_ORDER, read_pool
-from ..io import config_digest, write_json
+from ..io import config_digest, sha256_file, write_json
 from ..models import victim as victims
 from .victim import accuracy, train
 
@@ -33,24 +37,49 @@ def from_params(p: dict, args) -> dict:
     one translation, used by the CLI and by :func:`workload`."""
     r = p["robust_victim"]
     return {"cfg": section(victims.VictimConfig, p["victim"]), "attack_spec": r["attack"], "epochs": r["epochs"],
-            "seed": p["seed"]}
+            "warmup": r["warmup"], "init": r["init"], "lr": r["lr"], "seed": p["seed"]}
 
 
-def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, seed: int, device, pools_dir: str | Path,
+def initial(cfg: victims.VictimConfig, init: str, victim_path, class_names, seed: int):
+    """The ResNet to train and what it starts from: fresh weights (``scratch``) or the ``victim``
+    stage's (its file's digest)."""
+    torch.manual_seed(seed)
+    model = victims.build(cfg, class_names)
+    if init == "scratch":
+        return model, "scratch"
+    victims.load_weights(model, victims.load_state(victim_path, "victim model"), victim_path, "victim model")
+    return model, sha256_file(victim_path)
+
+
+def warmed_up(attack, warmup: int):
+    """``(x, y, epoch) -> x'``: ``attack`` with its ``eps`` and ``alpha`` scaled by ``epoch / warmup``
+    until epoch ``warmup`` (1-based), at full budget after."""
+    full = {k: getattr(attack, k) for k in ("eps", "alpha") if hasattr(attack, k)}
+
+    def adversary(x, y, epoch: int):
+        for k, v in full.items():
+            setattr(attack, k, v * min(1.0, epoch / warmup) if warmup else v)
+        return attack(x, y)
+    return adversary
+
+
+def run(*, cfg: victims.VictimConfig, attack_spec: dict, epochs: int, warmup: int, init: str, lr: float, seed: int,
+        device, victim_path: str | Path, pools_dir: str | Path,
         model_path: str | Path, metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train the robust ResNet; write it, its per-epoch history and its clean accuracy per labelled pool."""
     pools = {name: read_pool(Path(pools_dir) / f"{name}.h5") for name in POOL_ORDER}
     train_pool = pools["victim"]
     if not len(train_pool.labels) or not train_pool.labelled:
         raise ValueError("victim_robust needs a labelled, non-empty 'victim' pool (sample.pools.victim)")
-    cfg = replace(cfg, mode="train", epochs=epochs)
-    torch.manual_seed(seed)
-    model = victims.build(cfg, train_pool.class_names).to(device)  # torchattacks reads the device at construction
+    cfg = replace(cfg, mode="train", epochs=epochs, lr=lr)
+    model, start = initial(cfg, init, victim_path, train_pool.class_names, seed)
+    model.to(device)  # torchattacks reads the device at construction
     adversary = attacks.build(attack_spec, model)
     adversary.set_model_training_mode(model_training=True)
-    key = config_digest(cfg, attack_spec, seed, train_pool.attrs["checksum"])
+    key = config_digest(cfg, attack_spec, warmup, start, seed, train_pool.attrs["checksum"])
     train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path),
-          Path(model_path).with_suffix(".ckpt"), key, progress, adversary=adversary, what="victim_robust")
+          Path(model_path).with_suffix(".ckpt"), key, progress, adversary=warmed_up(adversary, warmup),
+          what="victim_robust")
     model.eval()
     victims.save_resnet(model_path, model, cfg.widths, cfg.blocks, cfg.stem_stride)
     metrics = {"attack": attack_spec, "accuracy": {}}
