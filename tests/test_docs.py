@@ -34,3 +34,12 @@ def test_the_readme_is_a_short_map_whose_links_resolve():
     assert "make run" in text and "make test" in text
     for target in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (REPO / target).is_file(), target
+
+
+def test_the_readmes_headline_figures_are_the_committed_runs():
+    """README.md's headline block is generated (advrecover.report.headline) from the committed results
+    and metrics: a new run that is committed without regenerating it fails here."""
+    from advrecover.report import headline
+
+    text = (REPO / "README.md").read_text()
+    assert headline.block(REPO) in text
