@@ -77,12 +77,15 @@ pull: install
 	snakemake --touch --cores 1 > /dev/null
 
 # Ablations of Li, Angelov and Suri, Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
-# one queued experiment per setting, run one after another; `dvc exp show` then has one row each.
-ABLATE = dvc exp run --queue
+# one queued experiment per setting, ABLATION_JOBS at a time (one torch thread each); `dvc exp show` then has
+# one row each. An experiment re-runs the CAE, the AAEs and the evaluation of cae_aae (its target, the stage
+# whose metrics the figures plot); every other stage comes from the run-cache of the baseline (`make handoff`).
+ABLATION_JOBS ?= 2
+ABLATE = dvc exp run --queue evaluate@cae_aae
 ablation-lambda: install
 	$(ABLATE) -S 'recovery.cae.default.lambda1=choice(0.0001,0.001,0.01,0.1)' \
 	          -S 'recovery.aae.default.lambda2=choice(0.0001,0.001,0.01,0.1)'
-	dvc exp run --run-all
+	dvc exp run --run-all --jobs $(ABLATION_JOBS)
 	python -m advrecover.ablation results/ablation-lambda.csv recovery.cae.default.lambda1 recovery.aae.default.lambda2
 	dvc repro --force --single-item report  # the page draws the new ablation figure
 
@@ -90,7 +93,7 @@ ablation-depth: install
 	$(ABLATE) -S 'recovery.cae.default.widths=choice([128,64,8],[128,64,32,8],[128,64,64,32,8],[128,64,64,64,32,8])' \
 	          -S 'recovery.aae.default.widths=choice([128,64,8],[128,64,64,32,8],[128,64,64,64,64,32,8])' \
 	          -S 'recovery.aae.default.init_from_cae=false'
-	dvc exp run --run-all
+	dvc exp run --run-all --jobs $(ABLATION_JOBS)
 	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
 	dvc repro --force --single-item report
 

@@ -58,9 +58,11 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
         assert "\n# How" in text
         (ws / "dvc.yaml").write_text(text.replace("\n# How", extra + "\n# How", 1))
         sh(["python", "-m", "advrecover.rules"], ws)  # a stage added to dvc.yaml needs its rule regenerated
-    jobs = snakemake_jobs(sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout, ws)
+    plan = sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout
+    jobs = snakemake_jobs(plan, ws)
     stages, params = dvc_stages(ws)
     assert jobs == stages
+    assert prioritised(plan) == {f"{r}@{d}" for r in ("evaluate", "adaptive") for d in ("nrp_dynamic", "reversal_multitask")}
     assert {"sample", "victim", "attack@test-fgsm-0", "attack_merge@aae-cw"} <= set(stages)
     assert not extra or "copy@test-b" in stages
     # the params each stage depends on are the same keys under both runners
@@ -72,6 +74,16 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
         assert declared <= names <= declared | in_cmd, name
         if "matrix" not in doc[name]:
             assert declared == {rules.param_name(k) for k in dvc_keys}, name
+
+
+def prioritised(plan: str) -> set[str]:
+    """``rule@wildcard`` of the jobs a Snakemake dry run lists with a priority above 0."""
+    found = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", plan):
+        head, priority = re.match(r"(?:local)?rule (\w+):", block), re.search(r"\n\s+priority: (\d+)", block)
+        if head and priority and int(priority.group(1)) > 0:
+            found.add(head.group(1) + "@" + re.search(r"wildcards: \w+=(\S+)", block).group(1))
+    return found
 
 
 def generated_params(ws) -> dict[str, set[str]]:

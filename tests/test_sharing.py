@@ -62,12 +62,13 @@ def test_dvc_exp_run_with_set_params_shows_in_metrics_diff(shared):
 
 
 def test_ablation_writes_one_row_per_setting(workspaces, tmp_path):
-    """`make ablation-*` in small: queued DVC experiments over a grid, collected one row each (the
-    grid is over evaluate.tau, which re-runs only the evaluate jobs, the tables and the report:
-    the mechanics are those of the lambda1 and depth grids, at a fraction of their cost)."""
+    """`make ablation-*` in small: queued DVC experiments over a grid, each re-running the target
+    evaluate@cae_aae, two at a time, collected one row each (the grid is over evaluate.tau, which
+    re-runs only that stage: the mechanics are those of the lambda1 and depth grids, at a fraction
+    of their cost)."""
     _, ws = workspaces
-    sh(["dvc", "exp", "run", "--queue", "-S", "evaluate.tau=choice(0.02,0.04)"], ws)
-    sh(["dvc", "exp", "run", "--run-all"], ws, timeout=900)
+    sh(["dvc", "exp", "run", "--queue", "evaluate@cae_aae", "-S", "evaluate.tau=choice(0.02,0.04)"], ws)
+    sh(["dvc", "exp", "run", "--run-all", "--jobs", "2"], ws, timeout=900)
     out = tmp_path / "ablation.csv"
     sh(["python", "-m", "advrecover.ablation", str(out), "evaluate.tau"], ws)
     import pandas as pd

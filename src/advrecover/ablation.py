@@ -2,8 +2,8 @@
 
 The Makefile targets ``ablation-lambda`` and ``ablation-depth`` queue one ``dvc exp`` per
 setting (``-S key=choice(...)`` grids) and run them; this module then reads ``dvc exp show``
-and writes, per experiment, the varied parameters and every defence's average accuracy over
-Clean and the attacks (``metrics/evaluate.json``), seen and unseen.
+and writes, per experiment, the varied parameters and the average accuracy over Clean and the
+attacks of every defence it evaluated (``metrics/defences/<defence>.json``), seen and unseen.
 
     python -m advrecover.ablation OUT.csv PARAM [PARAM ...]
 """
@@ -24,6 +24,13 @@ def _column(frame: pd.DataFrame, key: str) -> str | None:
     return next((c for c in frame.columns if c == key or c.endswith(":" + key)), None)
 
 
+def _per_defence(column: str) -> bool:
+    """Whether a metric column comes from a defence's own file (``metrics/defences/<d>.json``). Its
+    keys also appear in ``metrics/evaluate.json``, which DVC then names as a prefix; that file
+    keeps the baseline's figures in an experiment that re-runs only some defences."""
+    return ":" not in column or column.split(":")[0].startswith("metrics/defences/")
+
+
 def experiments(show_csv: str, keys: list[str]) -> pd.DataFrame:
     """One row per experiment of ``dvc exp show --csv`` output: its name, ``keys`` and the averages."""
     frame = pd.read_csv(io.StringIO(show_csv))
@@ -31,7 +38,7 @@ def experiments(show_csv: str, keys: list[str]) -> pd.DataFrame:
     missing = [k for k, c in columns.items() if c is None]
     if missing:
         raise ValueError(f"dvc exp show has no column for {missing}; is the parameter name right?")
-    averages = [c for c in frame.columns if "accuracy." in c and c.endswith(".average")]
+    averages = [c for c in frame.columns if "accuracy." in c and c.endswith(".average") and _per_defence(c)]
     done = frame["Experiment"].notna() & (frame["State"].fillna("Success") == "Success")
     table = frame.loc[done, ["Experiment", *columns.values(), *averages]]
     table.columns = ["experiment", *keys, *(c.split(":")[-1].removeprefix("accuracy.") for c in averages)]

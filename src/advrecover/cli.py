@@ -89,7 +89,8 @@ def _evaluate(args, p, device):
     from .stages import evaluate
 
     evaluate.run(**evaluate.from_params(p, args), pool_path=args.pool, adversarial_dir=args.adversarial,
-                 victim_path=args.victim, models_dir=args.models, device=device, out_dir=args.out)
+                 victim_path=args.victim, models_dir=args.models, device=device, out_dir=args.out,
+                 metrics_path=args.metrics)
 
 
 def _adaptive(args, p, device):
@@ -174,7 +175,8 @@ STAGES = {
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets"),
         VICTIM, MODELS,
-        ("--out", "output directory: <protocol>.csv of this defence")]),
+        ("--out", "output directory: <protocol>.csv of this defence"),
+        ("--metrics", "output JSON: each row's accuracies and their average, per protocol")]),
     "adaptive": ("attack one defence adaptively (through it), with sanity checks", _adaptive, [
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets (the transfer images)"),

@@ -22,6 +22,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 PSNR_CAP = 100.0  # dB for identical images (PSNR is infinite there); keeps means finite
 CLEAN = "clean"  # the column of unattacked images
 PROTOCOLS = ("seen", "unseen")  # Li, Angelov and Suri's Tables II and III
+AVERAGE = "average"  # the mean over a row's columns (Clean and the attacks), as in their Fig. 4 and 5
 PIXEL_FIELDS = ("recovery_ratio", "psnr", "ssim", "psnr_to_input")
 ACCURACIES = ("accuracy", "recovery_rate")  # the fields that get confidence intervals
 CI_LEVEL, CI_RESAMPLES = 0.95, 2000
@@ -102,6 +103,14 @@ def interval(values: np.ndarray, seed: int) -> tuple[float, float]:
     if np.isin(values, (0.0, 1.0)).all():
         return exact_ci(int(values.sum()), len(values))
     return bootstrap_ci(values, seed)
+
+
+def accuracy_summary(frame) -> dict:
+    """{row: {column: accuracy, "average": mean}} of one protocol's table (a DataFrame with ``defence``,
+    ``column`` and ``accuracy``): the figures that metrics files and DVC experiments compare."""
+    return {d: {**{r["column"]: round(float(r["accuracy"]), 6) for _, r in g.iterrows()},
+                AVERAGE: round(float(g["accuracy"].mean()), 6)}
+            for d, g in frame.groupby("defence", sort=False)}
 
 
 def mcnemar(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,7 +5,8 @@ stage's ``meta.topic``) are generated from it and committed, so a Snakemake user
 rules with named ``input``, ``output``, ``log``, ``benchmark``, ``params`` and ``shell``, and a
 test fails when they are stale. Generated rules read every parameter value from ``config`` when
 Snakemake parses them, so editing ``params.yaml`` (an attack list, a variant) needs no
-regeneration; editing a stage in ``dvc.yaml`` does:
+regeneration; editing a stage in ``dvc.yaml`` does. A stage's ``meta.priority`` names a helper of
+``workflow/rules/common.smk`` that gives each job its Snakemake priority (DVC runs stages in order):
 
     python -m advrecover.rules            # rewrite workflow/rules/*.smk from dvc.yaml
 """
@@ -114,6 +115,8 @@ def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
     named = list(triggers.items()) + sorted((n, v) for n, v in scalars.items() if n not in triggers)
     lines += ["    params:", *[f"        {n}={v}," for n, v in named]]
     lines += ["    threads: stage_threads()", "    conda:", '        "../envs/advrecover.yaml"']
+    if (d.get("meta") or {}).get("priority"):
+        lines.append(f"    priority: {d['meta']['priority']}")
     if d.get("matrix"):
         lines += ["    wildcard_constraints:", *[f"        {k}={_choices(v)}," for k, v in d["matrix"].items()]]
     lines += ["    shell:", f"        {_quote(shell)}"]

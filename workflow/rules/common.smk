@@ -7,6 +7,7 @@ import re
 from snakemake_interface_common.exceptions import WorkflowError
 
 from advrecover.dag import load_stages
+from advrecover.defences import adaptive_needs
 from advrecover.device import requested_threads
 
 STAGES = load_stages("dvc.yaml", config)
@@ -43,3 +44,9 @@ def stage_threads():
     except WorkflowError:
         return 1
     return min(requested_threads() or cores, cores)
+
+
+def defence_priority(wildcards):
+    """Jobs of a random defence first (1, else 0): judged over many draws with EOT, they are the
+    longest evaluate and adaptive jobs, and started last they would run alone at the end."""
+    return int(adaptive_needs(config["evaluate"]["defences"][wildcards.defence])["random"])

@@ -45,6 +45,7 @@ rule evaluate:
         ],
     output:
         outs=[report("results/defences/{defence}/seen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "seen.csv"}), report("results/defences/{defence}/unseen.csv", caption="../report/defence_table.rst", category="Evaluation per defence", labels={"defence": "{defence}", "file": "unseen.csv"}), "results/defences/{defence}/images.csv.gz"],
+        metrics=["metrics/defences/{defence}.json"],
     log:
         "logs/evaluate/{defence}.log",
     benchmark:
@@ -63,10 +64,11 @@ rule evaluate:
     threads: stage_threads()
     conda:
         "../envs/advrecover.yaml"
+    priority: defence_priority
     wildcard_constraints:
         defence=choices(config["evaluate"]["defences"]),
     shell:
-        "advrecover evaluate --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/defences/{wildcards.defence} --log logs/evaluate/{wildcards.defence}.log"
+        "advrecover evaluate --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/defences/{wildcards.defence} --metrics metrics/defences/{wildcards.defence}.json --log logs/evaluate/{wildcards.defence}.log"
 
 
 rule adaptive:
@@ -136,6 +138,7 @@ rule adaptive:
     threads: stage_threads()
     conda:
         "../envs/advrecover.yaml"
+    priority: defence_priority
     wildcard_constraints:
         defence=choices(config["evaluate"]["defences"]),
     shell:

@@ -13,7 +13,8 @@ scored with it, on the same stored attack images (made against the victim: trans
 say ``classifier: own``. Writes ``results/defences/<defence>/<protocol>.csv`` (one row
 per cell, every metric of ``advrecover.metrics``, each accuracy with its 95% bootstrap
 interval) and ``images.csv.gz`` (one row per model, column and image: the answer, whether it
-is right, the detection score): stage ``tables`` assembles the tables of every defence.
+is right, the detection score), and ``metrics/defences/<defence>.json`` (each row's accuracies):
+stage ``tables`` assembles the tables of every defence.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..config import entry, section
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
-from ..io import atomic_path, sha256_file, write_csv_gz
+from ..io import atomic_path, sha256_file, write_csv_gz, write_json
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
@@ -220,8 +221,10 @@ def from_params(p: dict, args) -> dict:
 
 def run(*, cfg: EvaluateConfig, victim_cfg: victims.VictimConfig, pool_path: str | Path,
         adversarial_dir: str | Path, victim_path: str | Path, models_dir: str | Path, device,
-        out_dir: str | Path) -> dict:
-    """Evaluate ``cfg.defence`` on every column in both protocols; write ``<out_dir>/<protocol>.csv``."""
+        out_dir: str | Path, metrics_path: str | Path) -> dict:
+    """Evaluate ``cfg.defence`` on every column in both protocols; write ``<out_dir>/<protocol>.csv``
+    and, at ``metrics_path``, each row's accuracies and their average (what ``dvc exp show`` compares
+    when an experiment re-runs one defence: the ablations)."""
     victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
     data = load_inputs(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=cfg.columns, victim=victim,
                        victim_checksum=sha256_file(victim_path), batch_size=cfg.batch_size,
@@ -235,6 +238,7 @@ def run(*, cfg: EvaluateConfig, victim_cfg: victims.VictimConfig, pool_path: str
         with atomic_path(Path(out_dir) / f"{protocol}.csv") as tmp:
             frames[protocol].to_csv(tmp, index=False, float_format="%.6f")
     write_csv_gz(Path(out_dir) / "images.csv.gz", records(cell))
+    write_json(metrics_path, {"accuracy": {protocol: M.accuracy_summary(f) for protocol, f in frames.items()}})
     return frames
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from .. import metrics as M
 from ..io import atomic_path, write_json
 
-CLEAN, PROTOCOLS, AVERAGE = M.CLEAN, M.PROTOCOLS, "average"
+CLEAN, PROTOCOLS, AVERAGE = M.CLEAN, M.PROTOCOLS, M.AVERAGE
 PROTOCOL_TITLES = {
     "seen": "Seen attacks (the AAE trained on the column's attack; Li, Angelov and Suri, Table II)",
     "unseen": "Unseen attacks (the AAE trained on another attack, drawn with the seed; Li, Angelov and Suri, Table III)"}
@@ -258,10 +258,7 @@ def run(*, cfg: TablesConfig, evaluated_dir: str | Path, adaptive_dir: str | Pat
         frame = pd.concat([pd.read_csv(Path(evaluated_dir) / d / f"{protocol}.csv") for d in defences],
                           ignore_index=True)
         _write(results_dir / protocol, frame, markdown(frame, columns, PROTOCOL_TITLES[protocol]))
-        summary["accuracy"][protocol] = {
-            d: {**{r["column"]: round(r["accuracy"], 6) for _, r in g.iterrows()},
-                AVERAGE: round(float(g["accuracy"].mean()), 6)}
-            for d, g in frame.groupby("defence", sort=False)}
+        summary["accuracy"][protocol] = M.accuracy_summary(frame)
     adaptive = pd.concat([pd.read_csv(Path(adaptive_dir) / f"{d}.csv", keep_default_na=False, na_values=[""])
                           for d in defences], ignore_index=True)
     adaptive, pairs = comparisons(adaptive, worst_cases(Path(adaptive_dir), defences))
