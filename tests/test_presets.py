@@ -156,12 +156,14 @@ COMPLETE = "5363bb7"  # the last commit whose presets were complete files
 MOVED = {"paper": [("evaluate", "defences", "reversal_contrastive")], "tiny": []}
 # The built-in task became digits (an SVHN analogue), so the victim's augmentation names its kind
 # (digits must not be flipped) and adversarial training fine-tunes the victim with a warmed-up
-# budget; the paper keeps flips and trains from scratch at full budget.
+# budget (a 3-step PGD, Madry et al.'s adversary, since FGSM with a random start left too little
+# robustness there); the paper keeps flips and trains from scratch at full budget.
 CHANGED = {
     "paper": {("victim", "augment"): "crop_flip", ("robust_victim", "warmup"): 0, ("robust_victim", "init"): "scratch",
               ("robust_victim", "lr"): 0.1},
     "tiny": {("victim", "augment"): "crop", ("robust_victim", "warmup"): 2, ("robust_victim", "init"): "victim",
-             ("robust_victim", "lr"): 0.05,
+             ("robust_victim", "lr"): 0.1,
+             ("robust_victim", "attack"): {"method": "pgd", "eps": 0.0313725, "alpha": 0.0261438, "steps": 3},
              **{("sample", "pools", pool, "dataset"): dataset for pool, dataset in (
                  ("aae", "digits_photo"), ("test", "digits_rendition"), ("victim", "digits_mixed"))}},
 }

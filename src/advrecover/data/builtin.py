@@ -282,7 +282,7 @@ class DigitsSource:
 
     ``photo``: faces of PHOTO_FONTS in low-contrast colours on patches of the bundled photographs,
     with neighbours, a stray line, blur and sensor noise. ``rendition``: faces of RENDITION_FONTS,
-    filled or (60%) as outlines, in flat colours on plain grounds with up to two stray lines,
+    filled or (30%) as outlines, in flat colours on plain grounds with up to two stray lines,
     noiseless. ``mixed``: either, by a coin per index."""
 
     class_names = DIGIT_CLASSES
@@ -311,8 +311,8 @@ class DigitsSource:
     def _rendition(self, label: int, rng: np.random.Generator) -> np.ndarray:
         big = 2 * self.size
         ground = rng.uniform(0, 1, 3).astype(np.float32)
-        outline = rng.uniform() < 0.6
+        outline = rng.uniform() < 0.3
         mask = digit_mask(label, RENDITION_FONTS, big, rng, neighbours=0.8, outline=outline)[..., None]
-        img = ground * (1 - mask) + _contrasting(float(_luma(ground)), rng, 0.12, 0.55) * mask
+        img = ground * (1 - mask) + _contrasting(float(_luma(ground)), rng, 0.25, 0.6) * mask
         img = _stray_lines(img, float(_luma(ground)), rng, 2, (0.12, 0.55))
         return _finish(img, rng, blur=0.5, noise=(0.0, 0.0), size=self.size)
