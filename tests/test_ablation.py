@@ -7,15 +7,16 @@ from advrecover.ablation import experiments
 
 # What `dvc exp show --csv` prints when metrics/evaluate.json (the baseline's tables) and
 # metrics/defences/cae_aae.json (re-run by each experiment) share a key: DVC prefixes both with their file.
+# A defence the experiments did not evaluate (nrp) has its baseline figure and "!" (no file) in them.
 SHOW = """Experiment,rev,typ,Created,parent,State,Executor,\
 metrics/evaluate.json:accuracy.seen.cae_aae.average,metrics/defences/cae_aae.json:accuracy.seen.cae_aae.average,\
 metrics/defences/cae_aae.json:accuracy.seen.cae_aae.clean,accuracy.unseen.cae_aae (mixed).average,\
-recovery.cae.default.lambda1,recovery.aae.default.lambda2
-,workspace,baseline,,,,,0.40,0.40,0.5,0.38,0.001,0.001
-,main,baseline,,,,,0.40,0.40,0.5,0.38,0.001,0.001
-exp-a,1111111,branch_base,,,Success,,0.40,0.31,0.4,0.30,0.0001,0.01
-exp-b,2222222,branch_commit,,,Failed,,0.40,,,,0.1,0.1
-exp-c,3333333,branch_commit,,,,,0.40,0.35,0.45,0.33,0.01,0.0001
+accuracy.seen.nrp.average,recovery.cae.default.lambda1,recovery.aae.default.lambda2
+,workspace,baseline,,,,,0.40,0.40,0.5,0.38,0.6,0.001,0.001
+,main,baseline,,,,,0.40,0.40,0.5,0.38,0.6,0.001,0.001
+exp-a,1111111,branch_base,,,Success,,0.40,0.31,0.4,0.30,!,0.0001,0.01
+exp-b,2222222,branch_commit,,,Failed,,0.40,,,,!,0.1,0.1
+exp-c,3333333,branch_commit,,,,,0.40,0.35,0.45,0.33,!,0.01,0.0001
 """
 
 

@@ -42,7 +42,9 @@ def experiments(show_csv: str, keys: list[str]) -> pd.DataFrame:
     done = frame["Experiment"].notna() & (frame["State"].fillna("Success") == "Success")
     table = frame.loc[done, ["Experiment", *columns.values(), *averages]]
     table.columns = ["experiment", *keys, *(c.split(":")[-1].removeprefix("accuracy.") for c in averages)]
-    return table.reset_index(drop=True)
+    names = table.columns[1 + len(keys):]
+    table[names] = table[names].apply(pd.to_numeric, errors="coerce")  # DVC writes "!" for a missing file
+    return table.dropna(axis=1, how="all").reset_index(drop=True)  # defences no experiment evaluated
 
 
 def main(argv=None) -> int:
