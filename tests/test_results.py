@@ -103,11 +103,12 @@ def test_report_page_opens_offline_and_shows_the_csvs(workspaces, tmp_path):
     snake, _ = workspaces
     html = (snake / "results/report.html").read_text()
     assert "http://" not in html and "https://" not in html
-    assert html.count('src="data:image/png;base64,') == 3  # the three figures, inlined
+    figures = 3 + len(list((snake / "results").glob("ablation-*.csv")))  # the committed ablations draw too
+    assert html.count('src="data:image/png;base64,') == figures  # every figure, inlined
     seen = open_in_chromium(snake / "results/report.html", tmp_path / "report.png")
     assert seen["errors"] == [] and seen["failed"] == []
     assert seen["requests"] == [(snake / "results/report.html").as_uri()]  # the page itself, nothing else
-    assert len(seen["images"]) == 3 and all(w > 0 and h > 0 for w, h in seen["images"])
+    assert len(seen["images"]) == figures and all(w > 0 and h > 0 for w, h in seen["images"])
     assert (tmp_path / "report.png").stat().st_size > 10_000
     tables = {f: pd.read_csv(snake / "results" / f, keep_default_na=False, na_values=[""])
               for f in ("seen.csv", "unseen.csv", "adaptive.csv")}
