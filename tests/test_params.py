@@ -97,7 +97,7 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     (lambda p: p["report"].__setitem__("attack", "cw"), "report.attack: 'cw' is not in attack.run"),
     (lambda p: p["purifiers"]["nrp"]["train"].__setitem__("attack", "pgd_8"), "purifiers.nrp.train.attack: 'pgd_8' needs labels"),
     (lambda p: p["attack"]["instances"]["ssp"].__setitem__("method", "magic"), "attack.instances.ssp.method: unknown"),
-    (lambda p: p["robust_victim"]["attack"].__setitem__("stepz", 3), "robust_victim.attack.stepz: ffgsm takes no"),
+    (lambda p: p["robust_victim"]["attack"].__setitem__("stepz", 3), "robust_victim.attack.stepz: pgd takes no"),
     (lambda p: p["purifiers"]["nrp"].__setitem__("widht", 3), "purifiers.nrp.widht: nrp takes no"),
     (lambda p: p["ssl"]["tasks"][next(iter(p["ssl"]["tasks"]))].__setitem__("method", "magic"), "ssl.tasks.*.method: unknown"),
     (lambda p: p["adaptive"]["attacks"]["apgd_ce"].__setitem__("method", "magic"), "adaptive.attacks.apgd_ce.method: unknown"),
