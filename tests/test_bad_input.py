@@ -53,7 +53,7 @@ def argv(stage: str, ws: Path) -> list[str]:
 def evaluate_argv(defence: str, ws: Path, p: list[str]) -> list[str]:
     return ["evaluate", *p, "--defence", defence, "--pool", f"{ws}/data/pools/test.h5", "--adversarial",
             f"{ws}/data/adversarial/test", "--victim", f"{ws}/models/victim.pt", "--models", f"{ws}/models",
-            "--out", f"{ws}/results/defences/{defence}"]
+            "--out", f"{ws}/results/defences/{defence}", "--metrics", f"{ws}/metrics/defences/{defence}.json"]
 
 
 OUTPUTS = {  # what each stage writes, relative to the workspace: all must survive a failed run
@@ -63,8 +63,9 @@ OUTPUTS = {  # what each stage writes, relative to the workspace: all must survi
     "attack": ["data/adversarial/test/fgsm/shard-0.h5"],
     "train_cae": ["models/cae/default.pt", "metrics/cae.csv", "metrics/cae.json"],
     "train_aae": ["models/aae.pt", "metrics/aae.csv", "metrics/aae.json"],
-    "evaluate": ["results/defences/none/seen.csv", "results/defences/none/unseen.csv"],
-    "evaluate_reversal": ["results/defences/reversal/seen.csv", "results/defences/reversal/unseen.csv"],
+    "evaluate": ["results/defences/none/seen.csv", "results/defences/none/unseen.csv", "metrics/defences/none.json"],
+    "evaluate_reversal": ["results/defences/reversal/seen.csv", "results/defences/reversal/unseen.csv",
+                          "metrics/defences/reversal.json"],
 }
 
 
