@@ -78,7 +78,7 @@ pull: install
 
 # Ablations of Li, Angelov and Suri, Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
 # one queued experiment per setting, ABLATION_JOBS at a time (one torch thread each); `dvc exp show` then has
-# one row each. An experiment re-runs the CAE, the AAEs and the evaluation of cae_aae (its target, the stage
+# one row each (advrecover.ablation keeps the grid's: the others' parameters differ from it). An experiment re-runs the CAE, the AAEs and the evaluation of cae_aae (its target, the stage
 # whose metrics the figures plot); every other stage comes from the run-cache of the baseline (`make handoff`).
 ABLATION_JOBS ?= 2
 ABLATE = dvc exp run --queue evaluate@cae_aae
@@ -94,7 +94,8 @@ ablation-depth: install
 	          -S 'recovery.aae.default.widths=choice([128,64,8],[128,64,64,32,8],[128,64,64,64,64,32,8])' \
 	          -S 'recovery.aae.default.init_from_cae=false'
 	dvc exp run --run-all --jobs $(ABLATION_JOBS)
-	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths
+	python -m advrecover.ablation results/ablation-depth.csv recovery.cae.default.widths recovery.aae.default.widths \
+	          --fixed recovery.aae.default.init_from_cae=false
 	dvc repro --force --single-item report
 
 # Two pytest workers, a test file each (module fixtures such as the tiny DAG run once); their DAG

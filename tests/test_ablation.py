@@ -41,3 +41,31 @@ def test_the_report_draws_fig_4_from_the_table(tmp_path):
         tmp_path / "ablation-lambda.csv", index=False)
     drawn = {entry["command"]: entry["png"] for entry in ablations(tmp_path)}
     assert drawn["make ablation-lambda"] and drawn["make ablation-depth"] is None
+
+
+# Two grids in one repository: lambda1 (init_from_cae at the workspace's true) and widths (with the
+# constant -S init_from_cae=false); each table must hold its own grid's experiments only.
+TWO_GRIDS = """Experiment,rev,typ,Created,parent,State,Executor,accuracy.seen.cae_aae.average,\
+recovery.cae.default.lambda1,recovery.cae.default.widths,recovery.aae.default.init_from_cae,metrics.extra
+,workspace,baseline,,,,,0.58,0.001,"[128, 64, 8]",True,1
+lam-a,1111111,branch_base,,,Success,,0.43,0.1,"[128, 64, 8]",True,2
+lam-b,2222222,branch_commit,,,Success,,0.57,0.0001,"[128, 64, 8]",True,3
+dep-a,3333333,branch_commit,,,Success,,0.17,0.001,"[128, 64, 8]",False,4
+dep-b,4444444,branch_commit,,,Success,,0.11,0.001,"[128, 64, 32, 8]",False,5
+"""
+PARAMS = {"recovery": {"cae": {"default": {"lambda1": 0.001, "widths": [128, 64, 8]}},
+                       "aae": {"default": {"init_from_cae": True}}}}
+
+
+def test_each_table_keeps_only_its_grid():
+    lam = experiments(TWO_GRIDS, ["recovery.cae.default.lambda1"], PARAMS)
+    assert list(lam["experiment"]) == ["lam-a", "lam-b"]
+    depth = experiments(TWO_GRIDS, ["recovery.cae.default.widths"], PARAMS,
+                        {"recovery.aae.default.init_from_cae": "false"})
+    assert list(depth["experiment"]) == ["dep-a", "dep-b"]
+    assert list(depth["seen.cae_aae.average"]) == [0.17, 0.11]
+
+
+def test_an_unknown_fixed_parameter_is_named():
+    with pytest.raises(ValueError, match="recovery.aae.default.init_from_cea"):
+        experiments(TWO_GRIDS, ["recovery.cae.default.widths"], PARAMS, {"recovery.aae.default.init_from_cea": "false"})
