@@ -47,11 +47,14 @@ def test_push_then_pull_recomputes_nothing(shared):
 
 
 def test_dvc_exp_run_with_set_params_shows_in_metrics_diff(shared):
-    """An attack parameter and a training parameter changed with `dvc exp run -S`."""
+    """An attack parameter and a training parameter changed with `dvc exp run -S`, the experiment
+    run up to the two stages whose metrics are compared (with their changed ancestors: the pgd_8
+    attacks and merges; what lies downstream is the aae-change test's of test_pipeline.py)."""
     import json
 
     _, b, _ = shared
-    sh(["dvc", "exp", "run", "-S", "attack.instances.pgd_8.eps=0.1", "-S", "recovery.aae.default.epochs=3"], b)
+    sh(["dvc", "exp", "run", "-S", "attack.instances.pgd_8.eps=0.1", "-S", "recovery.aae.default.epochs=3",
+        "attack_merge@test-pgd_8", "train_aae@default-pgd_8"], b)
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], b).stdout)
     attack = diff["metrics/attack/test/pgd_8.json"]
     assert attack["mean_linf"]["new"] > attack["mean_linf"]["old"]
