@@ -82,11 +82,12 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
 
 
 STEPS = {"steps": 1}
-RUN = ["pgd"]
+RUN = ["fgsm", "pgd"]
 # Every size of the paper preset shrunk: pools, epochs, batches, shards, attack and repair steps,
 # the adaptive budget (2 images, one threat model, one attack of one step, EOT 1, one judgement draw
-# (the tiny DAG and tests/adaptive judge over several), a two-point eps sweep); one of Table I's
-# seven attacks run and trained on (RUN: pgd, which the adaptive stage's pgd AAE needs), one JPEG
+# (the tiny DAG and tests/adaptive judge over several), a two-point eps sweep); two of Table I's
+# seven attacks run and trained on (RUN: pgd for the adaptive stage's pgd AAE, and fgsm: the unseen
+# protocol evaluates each attack with the AAE of another, so it needs two), one JPEG
 # quality of three (jpeg_50 and jpeg_20 are jpeg_75's code with another number) and one reversal of
 # two (reversal_contrastive is reversal_multitask's code with one of its three heads). Each further
 # attack adds five jobs of the same stages, each defence two (8-70 s a job); every attack and
