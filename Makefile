@@ -78,8 +78,9 @@ pull: install
 
 # Ablations of Li, Angelov and Suri, Fig. 4 (lambda1 x lambda2) and Fig. 5 (CAE x AAE depth) as DVC experiments:
 # one queued experiment per setting, ABLATION_JOBS at a time (one torch thread each); `dvc exp show` then has
-# one row each (advrecover.ablation keeps the grid's: the others' parameters differ from it). An experiment re-runs the CAE, the AAEs and the evaluation of cae_aae (its target, the stage
-# whose metrics the figures plot); every other stage comes from the run-cache of the baseline (`make handoff`).
+# one row each (advrecover.ablation keeps the grid's: the others' parameters differ from it). An
+# experiment re-runs the CAE, the AAEs and the evaluation of cae_aae (its target, the stage whose metrics
+# the figures plot); every other stage comes from the run-cache of the baseline (`make handoff`).
 ABLATION_JOBS ?= 2
 ABLATE = dvc exp run --queue evaluate@cae_aae
 ablation-lambda: install
