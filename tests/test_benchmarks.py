@@ -47,3 +47,21 @@ def test_pipeline(ws):
 def test_dag(ws):
     out = run(ws, "benchmarks/dag.py", "--repeats", "1")
     assert "snakemake -n" in out and "dvc status" in out
+
+
+def test_cascade_keeps_the_worst_case_of_the_tiny_deterministic_defences(ws, tmp_path):
+    """The cascade (each further attack of a route only on the images still robust) on the tiny
+    configuration's deterministic defences, one image per batch (every attack then sees the same
+    input in both modes): the per-image worst case equals the full run's, with fewer forward passes."""
+    import pandas as pd
+
+    from advrecover import defences
+
+    names = [d for d, spec in yaml.safe_load((ws / "params.yaml").read_text())["evaluate"]["defences"].items()
+             if not defences.adaptive_needs(spec)["random"]]
+    assert {"none", "cae_aae"} <= set(names)
+    run(ws, "benchmarks/cascade.py", "--defences", *names, "--batch-size", "1", "--checks-n", "2",
+        "--csv", str(tmp_path / "cascade.csv"))
+    table = pd.read_csv(tmp_path / "cascade.csv")
+    assert len(table) == len(names) and (table.agree == table.images).all() and (table.images == 16).all()
+    assert (table.forwards_cascade <= table.forwards_full).all() and (table.forwards_cascade < table.forwards_full).any()

@@ -62,7 +62,8 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
     jobs = snakemake_jobs(plan, ws)
     stages, params = dvc_stages(ws)
     assert jobs == stages
-    assert prioritised(plan) == {f"{r}@{d}" for r in ("evaluate", "adaptive") for d in ("nrp_dynamic", "reversal_multitask")}
+    assert prioritised(plan) == {f"{r}@{d}" for r, d in (("evaluate", "nrp_dynamic"), ("evaluate", "reversal_multitask"),
+                                                          ("adaptive", "nrp_dynamic-0"), ("adaptive", "reversal_multitask-0"))}
     assert {"sample", "victim", "attack@test-fgsm-0", "attack_merge@aae-cw"} <= set(stages)
     assert not extra or "copy@test-b" in stages
     # the params each stage depends on are the same keys under both runners
@@ -82,7 +83,8 @@ def prioritised(plan: str) -> set[str]:
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", plan):
         head, priority = re.match(r"(?:local)?rule (\w+):", block), re.search(r"\n\s+priority: (\d+)", block)
         if head and priority and int(priority.group(1)) > 0:
-            found.add(head.group(1) + "@" + re.search(r"wildcards: \w+=(\S+)", block).group(1))
+            wildcards = re.search(r"wildcards: (.*)", block).group(1)
+            found.add(head.group(1) + "@" + "-".join(re.findall(r"\w+=([^,\s]+)", wildcards)))
     return found
 
 
@@ -96,10 +98,12 @@ def generated_params(ws) -> dict[str, set[str]]:
     return found
 
 
-def test_a_new_defence_adds_one_evaluate_and_one_adaptive_job(tmp_path):
+def test_a_new_defence_adds_its_evaluate_and_adaptive_jobs(tmp_path):
     """Under both runners: the jobs of the DAG with one more defence are those without it plus
-    ``evaluate@<it>`` and ``adaptive@<it>`` (the tables job is shared and re-assembles)."""
+    ``evaluate@<it>``, one ``adaptive@<it>-<k>`` per shard and ``adaptive_merge@<it>`` (the tables
+    job is shared and re-assembles)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["adaptive"]["shards"] = [0, 1]  # two shards: the new defence gets both
     before = copy_repo(tmp_path / "before", params)
     params["evaluate"]["defences"]["another"] = {"method": "none"}
     after = copy_repo(tmp_path / "after", params)
@@ -109,7 +113,8 @@ def test_a_new_defence_adds_one_evaluate_and_one_adaptive_job(tmp_path):
         else:
             jobs = [set(snakemake_jobs(sh(["snakemake", "-n", "-F", "-p", "--cores", "1"], ws).stdout, ws))
                     for ws in (before, after)]
-        assert jobs[1] - jobs[0] == {"evaluate@another", "adaptive@another"} and jobs[0] <= jobs[1], runner
+        assert jobs[1] - jobs[0] == {"evaluate@another", "adaptive@another-0", "adaptive@another-1",
+                                     "adaptive_merge@another"} and jobs[0] <= jobs[1], runner
 
 
 def test_generated_rules_are_current():

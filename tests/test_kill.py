@@ -121,3 +121,40 @@ def test_every_stage_survives_sigkill_and_reruns_to_the_same_bytes(workspaces, t
          "| --- | --- | --- | --- | --- | --- |", *rows])
     assert len(rows) == len(yaml.safe_load((workspaces[0] / "dvc.yaml").read_text())["stages"])
     assert not failures, "\n".join(failures)
+
+
+def test_a_killed_adaptive_job_resumes_from_its_finished_units(workspaces, tmp_path):
+    """An adaptive job SIGKILLed once some of its units are saved, then re-run: the same bytes, and the
+    re-run loads the finished units instead of computing them again (its log counts both)."""
+    ws = workspaces[0]
+    address, cmd, outputs, _ = next(i for i in instances(ws) if i[0].startswith("adaptive@none"))
+    log = ws / cmd.split("--log ")[1].split()[0]
+    whole = sum(units_of(log.read_text()))  # every unit of the job (its last run computed or loaded each)
+    for rel in outputs:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((ws / rel).read_bytes())
+    remove(ws, outputs)
+    partial = ws / (outputs[0] + ".partial")
+    proc = start(cmd, ws)
+    while proc.poll() is None and len(list(partial.glob("*.npz"))) < whole // 3:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = len(list(partial.glob("*.npz")))
+    assert 0 < saved < whole, f"{address}: killed with {saved} of {whole} units saved"
+    assert start(cmd, ws).wait() == 0
+    computed, resumed = units_of(log.read_text())
+    SUMMARY["adaptive resume (tests/test_kill.py)"] = (
+        f"{address}: SIGKILLed with {saved} of its {whole} units saved; the re-run loaded {resumed} and computed "
+        f"{computed}")
+    assert resumed == saved and computed + resumed == whole
+    assert all(same_output(ws / rel, tmp_path / rel) for rel in outputs)  # the records byte for byte
+    assert not partial.exists()  # dropped once the outputs are written
+
+
+def units_of(log: str) -> tuple[int, int]:
+    """(units computed, units resumed) from an adaptive job's log."""
+    import re
+
+    computed, resumed = re.findall(r"(\d+) units computed, (\d+) resumed", log)[-1]
+    return int(computed), int(resumed)

@@ -22,6 +22,8 @@ def workspace(tmp_path):
         "metrics/attack/test/pgd_8.json": json.dumps({"success_rate": 0.5}),
         "metrics/attack/test/cw.json": json.dumps({"success_rate": 0.99}),  # cw is not in attack.run
         "data/adversarial/test/pgd_8/shard-0.h5.partial": "resume state of a current output",
+        "data/adaptive/none/shard-0.csv.gz.partial/0123abcd.npz": "a finished unit of a current adaptive shard",
+        "data/adaptive/none/shard-1.csv.gz.partial/4567ef01.npz": "a unit of a shard the params no longer have",
         "models/victim.ckpt": "resume state of a current output",
         "models/victim.pt.tmp-4242": "left by a killed job",
         "models/cae/old_variant.pt": "a variant no longer in recovery.variants",
@@ -38,7 +40,8 @@ def workspace(tmp_path):
 
 def test_stale_lists_what_the_current_dag_does_not_write(tmp_path):
     ws = workspace(tmp_path)
-    assert outputs.stale(ws) == ["metrics/attack/test/cw.json", "models/cae/old_variant.pt", "models/victim.pt.tmp-4242"]
+    assert outputs.stale(ws) == ["data/adaptive/none/shard-1.csv.gz.partial/4567ef01.npz", "metrics/attack/test/cw.json",
+                                 "models/cae/old_variant.pt", "models/victim.pt.tmp-4242"]
 
 
 def test_clean_stale_removes_them_and_keeps_current_and_resume_state(tmp_path, capsys):
@@ -47,7 +50,8 @@ def test_clean_stale_removes_them_and_keeps_current_and_resume_state(tmp_path, c
     assert "removed metrics/attack/test/cw.json" in capsys.readouterr().out
     assert outputs.stale(ws) == []
     assert not (ws / "models/cae").exists(), "a directory left empty goes too"
-    for rel in ("metrics/attack/test/fgsm.json", "data/adversarial/test/pgd_8/shard-0.h5.partial", "models/victim.ckpt"):
+    for rel in ("metrics/attack/test/fgsm.json", "data/adversarial/test/pgd_8/shard-0.h5.partial", "models/victim.ckpt",
+                "data/adaptive/none/shard-0.csv.gz.partial/0123abcd.npz"):
         assert (ws / rel).exists(), rel
 
 

@@ -134,8 +134,8 @@ def test_cli_refuses_an_unknown_defence_method(tmp_path, params, capsys):
     params["evaluate"]["defences"]["cae_aae"]["method"] = "magic"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("evaluate", "adaptive"):  # the job of another defence refuses it too
-        extra = ["--metrics", str(tmp_path / "m.json")] + (["--images", str(tmp_path / "i.csv.gz"),
-                 "--summary", str(tmp_path / "s.json")] if stage == "adaptive" else [])
+        extra = ["--shard", "0", "--totals", str(tmp_path / "t.json")] if stage == "adaptive" \
+            else ["--metrics", str(tmp_path / "m.json")]
         code = main([stage, "--params", str(tmp_path / "params.yaml"), "--defence", "none", "--pool", "p",
                      "--adversarial", "a", "--victim", "v", "--models", "m", "--out", str(tmp_path / "r"), *extra])
         assert code == 2 and "evaluate.defences.cae_aae.method: unknown defence 'magic'" in capsys.readouterr().err

@@ -46,12 +46,19 @@ def test_nothing_reruns_when_nothing_changed(workspaces):
     assert both_ran(snake, dvc) == (set(), set())
 
 
+def evaluation_jobs() -> set[str]:
+    """Every defence's evaluate job, adaptive shards and adaptive merge in the tiny DAG."""
+    p = tiny_params()
+    return {job for d in p["evaluate"]["defences"] for job in (
+        f"evaluate@{d}", f"adaptive_merge@{d}", *(f"adaptive@{d}-{k}" for k in p["adaptive"]["shards"]))}
+
+
 def test_aae_param_change_reruns_the_aaes_and_dependants_only(workspaces):
     snake, dvc = workspaces
     with Repo(str(dvc)) as repo:
         aaes = [s.name for s in repo.index.stages if s.name.startswith("train_aae")]
     expected = set().union(*(dependants(dvc, a) for a in aaes))
-    evaluation = {f"{stage}@{d}" for stage in ("evaluate", "adaptive") for d in tiny_params()["evaluate"]["defences"]}
+    evaluation = evaluation_jobs()
     assert expected == set(aaes) | evaluation | {"tables", "report"}
     for ws in workspaces:
         params = yaml.safe_load((ws / "params.yaml").read_text())
@@ -70,8 +77,7 @@ def test_editing_evaluation_code_reruns_evaluate_only(workspaces):
         code = path.read_text()
         assert "PSNR_CAP = 100.0" in code
         path.write_text(code.replace("PSNR_CAP = 100.0", "PSNR_CAP = 99.0"))
-    expected = {f"{stage}@{d}" for d in tiny_params()["evaluate"]["defences"] for stage in ("evaluate", "adaptive")} \
-        | {"tables", "report"}
+    expected = evaluation_jobs() | {"tables", "report"}
     assert both_ran(snake, dvc) == (expected, expected)
 
 

@@ -73,9 +73,10 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     out = sh(["snakemake", "-n", "-p"], ws)
     jobs = snakemake_jobs(out.stdout + out.stderr, ws)
     counts = Counter(address.split("@")[0] for address in jobs)
-    shards = len(paper()["attack"]["shards"])
+    shards, adaptive_shards = len(paper()["attack"]["shards"]), len(paper()["adaptive"]["shards"])
     assert counts == {"sample": 1, "victim": 1, "attack": 2 * 7 * shards, "attack_merge": 2 * 7, "train_cae": 1,
-                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 13, "adaptive": 13, "train_purifier": 2,
+                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 13, "adaptive": 13 * adaptive_shards,
+                      "adaptive_merge": 13, "train_purifier": 2,
                       "victim_robust": 1, "train_ssl": 3, "tables": 1, "report": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]

@@ -98,7 +98,14 @@ def _adaptive(args, p, device):
 
     adaptive.run(**adaptive.from_params(p, args), pool_path=args.pool, adversarial_dir=args.adversarial,
                  victim_path=args.victim, models_dir=args.models, device=device, out_path=args.out,
-                 images_path=args.images, summary_path=args.summary, metrics_path=args.metrics)
+                 totals_path=args.totals)
+
+
+def _adaptive_merge(args, p, device):
+    from .stages import adaptive_merge
+
+    adaptive_merge.run(**adaptive_merge.from_params(p, args), shards_dir=args.shards, out_path=args.out,
+                       images_path=args.images, summary_path=args.summary, metrics_path=args.metrics)
 
 
 def _tables(args, p, device):
@@ -119,7 +126,7 @@ def _report(args, p, device):
 def _device(p: dict, stage: str):
     """The torch device of ``p["device"]``, with torch using every CPU of this job's allocation
     (set once, here, for every stage that runs torch)."""
-    if stage in ("sample", "attack_merge", "tables"):
+    if stage in ("sample", "attack_merge", "adaptive_merge", "tables"):
         return None
     from .device import resolve, use_allocated_cpus
 
@@ -177,10 +184,16 @@ STAGES = {
         VICTIM, MODELS,
         ("--out", "output directory: <protocol>.csv of this defence"),
         ("--metrics", "output JSON: each row's accuracies and their average, per protocol")]),
-    "adaptive": ("attack one defence adaptively (through it), with sanity checks", _adaptive, [
-        ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
+    "adaptive": ("one shard of the adaptive attacks on one defence (through it), with sanity checks", _adaptive, [
+        ("--defence", "a key of evaluate.defences"),
+        ("--shard", {"type": int, "required": True, "help": "shard id, one of adaptive.shards"}),
+        ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets (the transfer images)"),
-        VICTIM, MODELS, ("--out", "output CSV: this defence's rows"),
+        VICTIM, MODELS, ("--out", "output CSV (gzip): the shard's records, one row per image, run and draw"),
+        ("--totals", "output JSON: the shard's forward passes, timing and gradient norms")]),
+    "adaptive_merge": ("one defence's adaptive rows from the records of its shards", _adaptive_merge, [
+        ("--defence", "a key of evaluate.defences"), ("--shards", "directory holding shard-<k>.csv.gz and .json"),
+        ("--out", "output CSV: this defence's rows"),
         ("--images", "output CSV (gzip): one row per image, run and judgement draw"),
         ("--summary", "output JSON: the leaderboard summary (clean and robust accuracy, flags)"),
         ("--metrics", "output JSON: the same rows")]),

@@ -4,7 +4,8 @@ A file under :data:`MANAGED` that no stage of ``dvc.yaml`` writes with the curre
 metrics of an attack removed from ``attack.run``, the models of a dropped variant, the temporary
 files of a killed job) is stale: ``summary`` (what ``make run`` prints) never shows it, and
 ``make clean-stale`` lists and removes it. The resume state of a current output (an attack's
-``.partial`` file, a trainer's ``.ckpt``) is kept.
+``.partial`` file, an adaptive shard's ``.partial`` directory of finished units, a trainer's
+``.ckpt``) is kept.
 
     python -m advrecover.outputs summary
     python -m advrecover.outputs stale [--remove]
@@ -21,7 +22,7 @@ import pandas as pd
 
 from . import dag, params as params_mod
 
-MANAGED = ("data/pools", "data/adversarial", "models", "metrics", "results")
+MANAGED = ("data/pools", "data/adversarial", "data/adaptive", "models", "metrics", "results")
 # Made by Makefile targets outside the DAG (`make report`, `make ablation-*`): never stale.
 TARGETS = ("results/report.zip", "results/ablation-lambda.csv", "results/ablation-depth.csv")
 REPORT = "results/report.html"
@@ -35,7 +36,8 @@ def current(root: Path) -> set[str]:
 
 def _resume_state(rel: str, outputs: set[str]) -> bool:
     path = Path(rel)
-    return (path.suffix == ".partial" and rel[:-len(".partial")] in outputs) or \
+    partial = [p for p in (path, *path.parents) if p.suffix == ".partial"]
+    return (bool(partial) and str(partial[0])[:-len(".partial")] in outputs) or \
         (path.suffix == ".ckpt" and str(path.with_suffix(".pt")) in outputs)
 
 

@@ -70,8 +70,9 @@ def cross_check(params: dict) -> None:
     if unknown:
         raise ParamsError(f"attack.run: {unknown} are not defined under attack.instances "
                           f"(defined: {sorted(attack['instances'])})")
-    if sorted(attack["shards"]) != list(range(len(attack["shards"]))):
-        raise ParamsError(f"attack.shards: must be the shard ids 0..K-1, got {attack['shards']}")
+    for where, shards in (("attack.shards", attack["shards"]), ("adaptive.shards", params["adaptive"]["shards"])):
+        if sorted(shards) != list(range(len(shards))):
+            raise ParamsError(f"{where}: must be the shard ids 0..K-1, got {shards}")
     if params["report"]["attack"] not in attack["run"]:
         raise ParamsError(f"report.attack: {params['report']['attack']!r} is not in attack.run {attack['run']}")
     _check_recovery(params)

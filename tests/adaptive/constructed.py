@@ -8,24 +8,46 @@ import torch
 from advrecover import inference
 from advrecover.adaptive.checks import Checks
 from advrecover.defences import Defence
-from advrecover.stages.adaptive import AdaptiveConfig, Attacker, Data, DetectionAware
+from advrecover.adaptive import outcomes as O
+from advrecover.stages.adaptive import AdaptiveConfig, Attacker, Batch, DetectionAware, attack_model
+from advrecover.stages.adaptive_merge import threat_row
 
 LINF = {"norm": "Linf", "eps": 16 / 255}
 PGD = {"method": "pgd", "steps": 10}
 
 
 def attacker(victim_and_images, defence, random=False, eot=1, differentiable=True, draws=1, attacks=None,
-             batch_size=64, transfer=None):
+             batch_size=64, cascade=True, checks_n=0):
     """The stage's attacker on the stored victim through ``defence`` (constructed in the test)."""
-    model, x, y = victim_and_images
-    cfg = AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=batch_size, eot=eot, draws=draws,
-                         threats={"linf": LINF}, attacks=attacks or {"pgd": PGD},
+    model = victim_and_images[0]
+    cfg = AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=batch_size, shards=(0,), cascade=cascade, eot=eot,
+                         draws=draws, threats={"linf": LINF}, attacks=attacks or {"pgd": PGD},
                          detection_aware=DetectionAware(steps=2, weight=1.0),
-                         checks=Checks(n=0, steps=2, eps_sweep=(0.5, 1.0), unbounded_max_accuracy=0.05, steps_margin=0.05,
-                                       tolerance=0.02, min_gradient_ratio=0.01))
+                         checks=Checks(n=checks_n, steps=2, eps_sweep=(0.5, 1.0), unbounded_max_accuracy=0.05,
+                                       steps_margin=0.05, tolerance=0.02, min_gradient_ratio=0.01))
     needs = {"differentiable": differentiable, "random": random, "surrogate": False}
-    return Attacker(inference.prepare(model, "cpu"), defence, needs, Data(x, y, transfer or {}, x[:4], np.arange(len(x))),
-                    cfg, 0, "cpu")
+    return Attacker(inference.prepare(model, "cpu"), defence, needs, cfg, 0, "cpu")
+
+
+def batch(x, y, b=0, transfer=None, checked=None) -> Batch:
+    """All of ``x`` as one batch (global index ``b``); no image in the checks' subset unless ``checked``."""
+    return Batch(b, np.arange(len(x)), x, y, transfer or {},
+                 np.zeros(len(x), dtype=bool) if checked is None else checked)
+
+
+def everything(att, x, y, transfer=None, checked=None) -> tuple[dict, list]:
+    """The stage's own path in memory: every unit on one batch (:func:`attack_model`), then the row
+    the merge computes from its records (:func:`threat_row`), and the runs."""
+    frames, totals = attack_model(att, None, "", [batch(x, y, transfer=transfer, checked=checked)])
+    runs = O.from_records(frames[0])
+    row, _ = threat_row(runs, LINF, totals["threats"]["linf"], att.cfg, checked, list(x.shape[1:]))
+    return row, runs
+
+
+def robust(att, x, y, route="full", spec=PGD) -> np.ndarray:
+    """Per image: robust to one attack through ``route`` on every image."""
+    bt = batch(x, y)
+    return att.judge(att.attack(route, spec, LINF, bt, np.ones(len(x), dtype=bool)), y, 0).robust
 
 
 class Identity(Defence):

@@ -17,7 +17,7 @@ from advrecover.adaptive.routes import Defended
 from advrecover.data.tensors import to_tensor
 from advrecover.models.features import victim_features
 from advrecover.stages import adaptive, train_ssl
-from advrecover.stages.adaptive import Attacker, Data
+from advrecover.stages.adaptive import Attacker, Batch
 
 from attacks.conftest import WEIGHTS, architecture, shapes
 
@@ -110,16 +110,17 @@ def test_the_adaptive_stage_attacks_it_with_bpda_and_eot(trained):
     models, victim, x, y = trained
     defence = defences.build({"method": "reversal", "tasks": {"contrastive": 1.0}, "steps": 1, "eps": 0.3}, models,
                              None, victim)
-    cfg = adaptive.AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=48, eot=8, draws=1, threats={}, attacks={},
-                                  detection_aware=None, checks=None)
-    att = Attacker(victim, defence, defences.adaptive_needs({"method": "reversal"}), Data(x, y, {}, x[:0], np.arange(len(x))),
-                   cfg, 0, "cpu")
+    cfg = adaptive.AdaptiveConfig(n=0, train_sets=("mixed",), batch_size=48, shards=(0,), cascade=True, eot=8, draws=1,
+                                  threats={}, attacks={}, detection_aware=None, checks=None)
+    att = Attacker(victim, defence, defences.adaptive_needs({"method": "reversal"}), cfg, 0, "cpu")
     assert att.eot == 8 and adaptive.routes_for(True, False) == ["full", "bpda"]
     threat, spec = {"norm": "Linf", "eps": 8 / 255}, {"method": "pgd", "steps": 10, "step_ratio": 0.25}
-    accuracy = {eot: float((att.clean.ok & att.judge(att.attack("bpda", spec, threat, eot)).robust).mean())
+    every = Batch(0, np.arange(len(x)), x, y, {}, np.zeros(len(x), dtype=bool))
+    clean = att.judge(x, y, 0).robust
+    accuracy = {eot: float((clean & att.judge(att.attack("bpda", spec, threat, every, clean, eot), y, 0).robust).mean())
                 for eot in (1, 8)}
     assert accuracy[8] <= accuracy[1], accuracy
-    assert accuracy[8] < float(att.clean.ok.mean())  # the attack does get through the repair
+    assert accuracy[8] < float(clean.mean())  # the attack does get through the repair
 
 
 def test_bpda_is_the_identity_through_the_repair(trained):

@@ -7,6 +7,7 @@ rule attack:
         victim="models/victim.pt",
         code=[
             "src/advrecover/stages/attack.py",
+            "src/advrecover/shards.py",
             "src/advrecover/attacks/__init__.py",
             "src/advrecover/registry.py",
             "src/advrecover/attacks/torchattacks_methods.py",

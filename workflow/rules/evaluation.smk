@@ -72,7 +72,7 @@ rule evaluate:
 
 
 rule adaptive:
-    """Attack one defence through itself (exact gradients, BPDA, EOT; APGD and PGD), with sanity checks and detection rates."""
+    """One shard of the adaptive attacks on one defence (data/adaptive/<defence>/shard-<k>), resumable unit by unit."""
     input:
         pools=f"data/pools/{config['evaluate']['pool']}.h5",
         adversarial=outputs_under(f"data/adversarial/{config['evaluate']['pool']}"),
@@ -89,6 +89,8 @@ rule adaptive:
             "src/advrecover/adaptive/routes.py",
             "src/advrecover/adaptive/checks.py",
             "src/advrecover/adaptive/outcomes.py",
+            "src/advrecover/adaptive/units.py",
+            "src/advrecover/shards.py",
             "src/advrecover/metrics.py",
             "src/advrecover/detection.py",
             "src/advrecover/inference.py",
@@ -120,12 +122,11 @@ rule adaptive:
             "src/advrecover/device.py",
         ],
     output:
-        outs=[report("results/adaptive/{defence}.csv", caption="../report/adaptive_rows.rst", category="Adaptive attacks", labels={"defence": "{defence}", "file": "{defence}.csv"}), "results/adaptive/{defence}.images.csv.gz", "results/adaptive/{defence}.json"],
-        metrics=["metrics/adaptive/{defence}.json"],
+        outs=["data/adaptive/{defence}/shard-{shard}.csv.gz", "data/adaptive/{defence}/shard-{shard}.json"],
     log:
-        "logs/adaptive/{defence}.log",
+        "logs/adaptive/{defence}-{shard}.log",
     benchmark:
-        "logs/benchmarks/adaptive/{defence}.tsv",
+        "logs/benchmarks/adaptive/{defence}-{shard}.tsv",
     params:
         seed=config["seed"],
         device=config["device"],
@@ -141,8 +142,72 @@ rule adaptive:
     priority: defence_priority
     wildcard_constraints:
         defence=choices(config["evaluate"]["defences"]),
+        shard=choices(config["adaptive"]["shards"]),
     shell:
-        "advrecover adaptive --params params.yaml --defence {wildcards.defence} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out results/adaptive/{wildcards.defence}.csv --images results/adaptive/{wildcards.defence}.images.csv.gz --summary results/adaptive/{wildcards.defence}.json --metrics metrics/adaptive/{wildcards.defence}.json --log logs/adaptive/{wildcards.defence}.log"
+        "advrecover adaptive --params params.yaml --defence {wildcards.defence} --shard {wildcards.shard} --pool data/pools/{params.evaluate_pool}.h5 --adversarial data/adversarial/{params.evaluate_pool} --victim models/victim.pt --models models --out data/adaptive/{wildcards.defence}/shard-{wildcards.shard}.csv.gz --totals data/adaptive/{wildcards.defence}/shard-{wildcards.shard}.json --log logs/adaptive/{wildcards.defence}-{wildcards.shard}.log"
+
+
+rule adaptive_merge:
+    """One defence's adaptive rows (every figure with its exact interval, flags, detection) from its shards' records."""
+    input:
+        adaptive=outputs_under("data/adaptive/{defence}"),
+        code=[
+            "src/advrecover/stages/adaptive_merge.py",
+            "src/advrecover/stages/adaptive.py",
+            "src/advrecover/adaptive/__init__.py",
+            "src/advrecover/adaptive/methods.py",
+            "src/advrecover/adaptive/routes.py",
+            "src/advrecover/adaptive/checks.py",
+            "src/advrecover/adaptive/outcomes.py",
+            "src/advrecover/adaptive/units.py",
+            "src/advrecover/shards.py",
+            "src/advrecover/metrics.py",
+            "src/advrecover/detection.py",
+            "src/advrecover/inference.py",
+            "src/advrecover/defences/__init__.py",
+            "src/advrecover/registry.py",
+            "src/advrecover/defences/none.py",
+            "src/advrecover/defences/cae_aae.py",
+            "src/advrecover/defences/nrp.py",
+            "src/advrecover/defences/pix2pix.py",
+            "src/advrecover/defences/jpeg.py",
+            "src/advrecover/defences/tvm.py",
+            "src/advrecover/defences/median.py",
+            "src/advrecover/defences/adversarial_training.py",
+            "src/advrecover/defences/reversal.py",
+            "src/advrecover/purifiers/__init__.py",
+            "src/advrecover/purifiers/nrp.py",
+            "src/advrecover/purifiers/pix2pix.py",
+            "src/advrecover/ssl/__init__.py",
+            "src/advrecover/ssl/contrastive.py",
+            "src/advrecover/ssl/inpainting.py",
+            "src/advrecover/ssl/rotation.py",
+            "src/advrecover/models/features.py",
+            "src/advrecover/models/autoencoder.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/data/adversarial.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+        ],
+    output:
+        outs=[report("results/adaptive/{defence}.csv", caption="../report/adaptive_rows.rst", category="Adaptive attacks", labels={"defence": "{defence}", "file": "{defence}.csv"}), "results/adaptive/{defence}.images.csv.gz", "results/adaptive/{defence}.json"],
+        metrics=["metrics/adaptive/{defence}.json"],
+    log:
+        "logs/adaptive_merge/{defence}.log",
+    benchmark:
+        "logs/benchmarks/adaptive_merge/{defence}.tsv",
+    params:
+        seed=config["seed"],
+        evaluate_defences_defence=lambda wildcards: config["evaluate"]["defences"][wildcards.defence],
+        adaptive=config["adaptive"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    wildcard_constraints:
+        defence=choices(config["evaluate"]["defences"]),
+    shell:
+        "advrecover adaptive_merge --params params.yaml --defence {wildcards.defence} --shards data/adaptive/{wildcards.defence} --out results/adaptive/{wildcards.defence}.csv --images results/adaptive/{wildcards.defence}.images.csv.gz --summary results/adaptive/{wildcards.defence}.json --metrics metrics/adaptive/{wildcards.defence}.json --log logs/adaptive_merge/{wildcards.defence}.log"
 
 
 rule tables:

@@ -36,7 +36,8 @@ class Judged:
 class Run:
     """One attack's outcome: ``kind`` (clean, transfer, attack, gradient_free, check,
     detection_aware), its ``route`` and ``attack`` names, its ``eps``, the per-image perturbation
-    ``norms`` in the threat's norm, which images are ``inside`` the budget, and their judgement."""
+    ``norms`` in the threat's norm, which images are ``inside`` the budget (an image the run did
+    not attack is outside it), their judgement, and which of its images the detector ``flagged``."""
 
     kind: str
     route: str
@@ -45,6 +46,11 @@ class Run:
     norms: np.ndarray
     inside: np.ndarray
     judged: Judged
+    flagged: np.ndarray
+
+    @property
+    def key(self) -> tuple:
+        return self.kind, self.route, self.attack, self.eps
 
     @property
     def ok(self) -> np.ndarray:
@@ -54,6 +60,15 @@ class Run:
     @property
     def ok_per_draw(self) -> np.ndarray:
         return self.judged.correct | ~self.inside[:, None]
+
+
+def concat(parts: list[Run]) -> Run:
+    """One run from its parts on consecutive batches of images (the same run on each)."""
+    first = parts[0]
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    return Run(first.kind, first.route, first.attack, first.eps, cat("norms"), cat("inside"),
+               Judged(np.concatenate([p.judged.correct for p in parts]), np.concatenate([p.judged.pred for p in parts])),
+               cat("flagged"))
 
 
 def norms(x: torch.Tensor, adv: torch.Tensor, norm: str) -> np.ndarray:
@@ -85,9 +100,19 @@ def figure(name: str, ok: np.ndarray) -> dict:
     return {name: float(ok.mean()) if len(ok) else float("nan"), f"{name}_lo": low, f"{name}_hi": high}
 
 
+COLUMNS = ["model", "threat", "kind", "route", "attack", "eps", "image", "draw", "inside", "correct", "prediction",
+           "norm", "flagged"]
+
+
+def empty_records() -> pd.DataFrame:
+    """The records of no image (a shard without batches)."""
+    return pd.DataFrame({c: [] for c in COLUMNS})
+
+
 def records(runs: list[Run], images: np.ndarray, model: str, threat: str) -> pd.DataFrame:
     """One row per run x image x draw: the pool index of the image, whether it was in budget, whether
-    the answer was correct, the prediction and the perturbation's norm."""
+    the answer was correct, the prediction, the perturbation's norm and whether the detector
+    flagged the image."""
     frames = []
     for r in runs:
         n, k = r.judged.correct.shape
@@ -95,8 +120,20 @@ def records(runs: list[Run], images: np.ndarray, model: str, threat: str) -> pd.
             "model": model, "threat": threat, "kind": r.kind, "route": r.route, "attack": r.attack, "eps": r.eps,
             "image": np.repeat(images[:n], k), "draw": np.tile(np.arange(k), n), "inside": np.repeat(r.inside, k),
             "correct": r.judged.correct.reshape(-1), "prediction": r.judged.pred.reshape(-1),
-            "norm": np.repeat(r.norms, k)}))
+            "norm": np.repeat(r.norms, k), "flagged": np.repeat(r.flagged, k)}))
     return pd.concat(frames, ignore_index=True)
+
+
+def from_records(frame: pd.DataFrame) -> list[Run]:
+    """The runs of one (model, threat) from its records, in their order (inverse of :func:`records`)."""
+    runs = []
+    for (kind, route, attack, eps), rec in frame.groupby(["kind", "route", "attack", "eps"], sort=False):
+        k = int(rec["draw"].max()) + 1
+        first = rec.iloc[::k]
+        judged = Judged(rec["correct"].to_numpy(bool).reshape(-1, k), rec["prediction"].to_numpy().reshape(-1, k))
+        runs.append(Run(kind, route, attack, float(eps), first["norm"].to_numpy(float),
+                        first["inside"].to_numpy(bool), judged, first["flagged"].to_numpy(bool)))
+    return runs
 
 
 def worst_case_run(ok: np.ndarray, eps: float) -> Run:
@@ -104,4 +141,4 @@ def worst_case_run(ok: np.ndarray, eps: float) -> Run:
     the paired tests of stage ``tables`` read it."""
     zero = np.zeros(len(ok))
     return Run("worst_case", "all", "worst_case", eps, zero, np.ones(len(ok), dtype=bool),
-               Judged(ok[:, None], np.full((len(ok), 1), -1)))
+               Judged(ok[:, None], np.full((len(ok), 1), -1)), np.zeros(len(ok), dtype=bool))

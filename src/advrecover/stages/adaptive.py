@@ -1,39 +1,38 @@
-"""Stage ``adaptive``: attack one defence adaptively, through the defence itself.
+"""Stage ``adaptive``: one shard of the adaptive evaluation of one defence, through the defence itself.
 
-For each model of the defence (a per-attack defence such as ``cae_aae`` in the models named by
-``adaptive.train_sets``: ``mixed``, the one a user deploys without knowing the attack, and the
-one of the set nearest the threat model) and each threat model of ``adaptive.threats``, on a
-seeded subset of the evaluated pool outside the detection calibration split:
+The attacked subset (``adaptive.n`` seeded images of the evaluated pool outside the detection
+calibration split) is cut into batches of ``adaptive.batch_size``; shard k of K takes the k-th
+contiguous run of batches (as stage ``attack`` does). Every run on a batch is one *unit*, seeded by
+the batch's global index, so a unit's outcome does not depend on the sharding and a killed job
+resumes from its finished units (:mod:`advrecover.adaptive.units`). For each model of the defence
+(``adaptive.train_sets`` for a per-attack defence) and each threat model, on each batch:
 
-* transfer: the stored adversarial images (made against the bare victim) within the budget;
-* every gradient route that applies (:mod:`advrecover.adaptive.routes`) x every gradient attack
-  of ``adaptive.attacks``, with EOT (``adaptive.eot`` samples) when the defence is random; each
-  gradient-free attack (Square) once, through the defence's real forward pass;
-* judgement (:mod:`advrecover.adaptive.outcomes`): a random defence answers each image in
-  ``adaptive.draws`` fresh draws and counts as robust only if every draw is right (the mean over
-  draws beside it), in the same batches as it was attacked; every image is attacked;
-* worst case: an image counts as robust only if it is classified correctly clean and under every
-  run within the budget: transfer, every route and attack, the sanity checks' runs at eps no
-  larger than the threat's, the detection-aware attack;
-* detection rates over perturbed images only, and the joint success (misclassified, not flagged);
-* the sanity checks of :mod:`advrecover.adaptive.checks` on the first threat model;
-* the cost of the defended answer: seconds per 100 images on this machine (a timing), and the
-  forward passes per image that the whole row spent.
+* clean and transfer (the stored adversarial images, made against the bare victim): judged only;
+* each gradient route that applies (:mod:`advrecover.adaptive.routes`): the gradient attacks of
+  ``adaptive.attacks`` in order, EOT (``adaptive.eot`` samples) for a random defence; with
+  ``adaptive.cascade`` each attack runs only on the images every earlier attack of the route left
+  robust (an image broken once stays broken: the route's figure is exact), else on every image
+  robust clean;
+* each gradient-free attack (Square), through the real forward pass, on the images that every
+  gradient attack of every route left robust (AutoAttack's order);
+* the detection-aware PGD through the defence's declared route, on the images robust clean;
+* on the first threat model and the images of the checks' own subset (``adaptive.checks.n``,
+  independent of ``n``): through every route, PGD at an unbounded budget and along the eps sweep,
+  the route's attacks again with doubled steps (and doubled EOT for a random defence), and the
+  input-gradient norms beside the bare classifier's.
 
-``adaptive.per_defence`` gives one defence a budget of its own (:func:`budget`); the ``attacks``
-column names each row's attacks and their steps. A defence with its own classifier (adversarial
-training) is attacked through that classifier. Writes ``results/adaptive/<defence>.csv`` (one
-row per model and threat, every accuracy with its exact 95% interval), the per-image records
-``<defence>.images.csv.gz``, the leaderboard summary ``<defence>.json`` and the metrics JSON.
+A random defence answers each image in ``adaptive.draws`` fresh draws (robust only if every draw is
+right), in the batch it was attacked in. Each run's images are scored by the detector. Writes the
+shard's per-image records and its per-row totals (forward passes, clean timing, gradient norms);
+stage ``adaptive_merge`` computes the rows from them.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +40,22 @@ import pandas as pd
 import torch
 
 from .. import adaptive, defences, detection, inference, scale
-from ..config import entry, section
 from ..adaptive import checks
 from ..adaptive import outcomes as O
 from ..adaptive.methods import DetectionAwarePGD, every_image
 from ..adaptive.routes import Defended, routes_for
+from ..adaptive.units import Units
+from ..config import entry, section
 from ..data.adversarial import read_adversarial
 from ..data.pools import read_pool
 from ..data.tensors import to_tensor
-from ..io import atomic_path, sha256_file, write_csv_gz, write_json
+from ..io import config_digest, sha256_file, write_csv_gz, write_json
 from ..models import victim as victims
+from ..shards import shard_batches
+
 
 log = logging.getLogger(__name__)
+CLEAN = {"norm": "Linf", "eps": 0.0}
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,15 @@ class DetectionAware:
 class AdaptiveConfig:
     """The ``adaptive`` params: ``n`` attacked images (0: every image outside the calibration
     split), the ``train_sets`` whose models a per-attack defence is attacked in, ``batch_size``,
-    ``eot`` gradient samples and ``draws`` judgement draws for random defences, ``threats`` (name ->
-    norm Linf | L2 and eps), ``attacks`` (instances of :mod:`advrecover.adaptive`),
-    ``detection_aware`` and ``checks``."""
+    ``shards`` (ids 0..K-1), ``cascade``, ``eot`` gradient samples and ``draws`` judgement draws for
+    random defences, ``threats`` (name -> norm Linf | L2 and eps), ``attacks`` (instances of
+    :mod:`advrecover.adaptive`), ``detection_aware`` and ``checks``."""
 
     n: int
     train_sets: tuple[str, ...]
     batch_size: int
+    shards: tuple[int, ...]
+    cascade: bool
     eot: int
     draws: int
     threats: dict
@@ -92,6 +97,20 @@ class Data:
     transfer: dict
     calibration: torch.Tensor
     index: np.ndarray
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of the attacked subset: its global index ``b`` (the seed of every unit on it), the
+    pool ``index``, images ``x`` and ``labels`` of its images, their ``transfer`` images, and which
+    of them the checks use."""
+
+    b: int
+    index: np.ndarray
+    x: torch.Tensor
+    labels: torch.Tensor
+    transfer: dict
+    checked: np.ndarray
 
 
 def budget(section: dict, defence: str) -> dict:
@@ -131,33 +150,32 @@ def load_data(*, pool_path, adversarial_dir, columns: list[str], victim_checksum
                 to_tensor(pool.images[calibration]), rest)
 
 
-def batched(fn, *tensors, batch_size: int) -> torch.Tensor:
-    """``fn`` over aligned batches of ``tensors``, concatenated (on the CPU). Every pass over the
-    attacked images uses these batches, so a defence whose answer depends on its batch (the
-    reversal's contrastive repair) is judged in the batches it was attacked in."""
-    n = len(tensors[0])
-    if not n:
-        return torch.zeros(0, dtype=torch.long)
-    return torch.cat([fn(*(t[s:s + batch_size] for t in tensors)).detach().cpu() for s in range(0, n, batch_size)])
+def batches(data: Data, cfg: AdaptiveConfig, shard: int, seed: int) -> list[Batch]:
+    """The batches of shard ``shard`` of ``len(cfg.shards)``; the checks' subset is drawn over the
+    whole attacked subset, so it does not depend on the sharding."""
+    n = len(data.x)
+    checked = np.isin(np.arange(n), subset(np.arange(n), cfg.checks.n, seed))
+    return [Batch(b, data.index[s:e], data.x[s:e], data.labels[s:e], {c: t[s:e] for c, t in data.transfer.items()},
+                  checked[s:e]) for b, s, e in shard_batches(n, cfg.batch_size, shard, len(cfg.shards))]
 
 
-def within(x: torch.Tensor, adv: torch.Tensor, threat: dict) -> torch.Tensor:
+def within(x: torch.Tensor, adv: torch.Tensor, threat: dict) -> np.ndarray:
     """Which images of ``adv`` lie in the threat model's ball around ``x`` (float tolerance 1e-6)."""
-    return torch.from_numpy(O.norms(x, adv, threat["norm"]) <= threat["eps"] + 1e-6)
+    return O.norms(x, adv, threat["norm"]) <= threat["eps"] + 1e-6
 
 
-def draw_seed(seed: int, draw: int) -> int:
-    """The torch seed of judgement draw ``draw``: fresh, not the attacks' seed."""
-    return int(np.random.SeedSequence([seed, 26, draw]).generate_state(1)[0])
+def unit_seed(seed: int, b: int, *salt: int) -> int:
+    """The torch seed of one unit on batch ``b`` (``salt``: e.g. the judgement draw)."""
+    return int(np.random.SeedSequence([seed, 29, b, *salt]).generate_state(1)[0])
 
 
 class Attacker:
-    """Runs attacks on one defended model and judges their images through the defence's real
-    forward pass; counts the defended model's forward passes (``forwards``, images)."""
+    """Runs attacks on one defended model, one batch at a time, and judges their images through the
+    defence's real forward pass; counts the defended model's forward passes (``forwards``)."""
 
-    def __init__(self, victim, defence, needs: dict, data: Data, cfg: AdaptiveConfig, seed: int, device):
-        self.victim, self.defence, self.needs, self.data = victim, defence, needs, data
-        self.cfg, self.seed, self.device = cfg, seed, device
+    def __init__(self, victim, defence, needs: dict, cfg: AdaptiveConfig, seed: int, device, limit: float = np.inf):
+        self.victim, self.defence, self.needs, self.cfg = victim, defence, needs, cfg
+        self.seed, self.device, self.limit = seed, device, limit
         self.random = bool(needs["random"])
         self.eot = cfg.eot if self.random else 1
         self.draws = cfg.draws if self.random else 1
@@ -172,82 +190,115 @@ class Attacker:
     def _count(self, _module, inputs, _output) -> None:
         self.forwards += len(inputs[0])
 
-    @cached_property
-    def clean(self) -> O.Run:
-        """The clean images' judgement (once per model), timed for :attr:`seconds_per_100`."""
-        start = time.perf_counter()
-        run = self.run("clean", "", "clean", {"norm": "Linf", "eps": 0.0}, self.data.x)
-        self._seconds = 100 * (time.perf_counter() - start) / max(len(self.data.x) * self.draws, 1)
-        return run
-
-    @property
-    def seconds_per_100(self) -> float:
-        """Wall time of one clean draw (recovery and classification) per 100 images, this machine."""
-        _ = self.clean  # the timed pass
-        return self._seconds
-
-    def judge(self, images: torch.Tensor, rows: np.ndarray | None = None) -> O.Judged:
-        """The defended victim's answers on ``images`` (the attacked images of ``rows``, all when
-        None) in each judgement draw."""
+    def judge(self, images: torch.Tensor, labels: torch.Tensor, b: int) -> O.Judged:
+        """The defended victim's answers on one batch of ``images`` in each judgement draw."""
         answer, preds = self.model("full"), []
-        labels = self.data.labels.numpy() if rows is None else self.data.labels.numpy()[rows]
         with torch.no_grad():
             for d in range(self.draws):
-                torch.manual_seed(draw_seed(self.seed, d))
-                preds.append(batched(lambda x: answer(x.to(self.device)).argmax(1), images,
-                                     batch_size=self.cfg.batch_size))
+                torch.manual_seed(unit_seed(self.seed, b, 1, d))
+                preds.append(answer(images.to(self.device)).argmax(1).cpu() if len(images)
+                             else torch.zeros(0, dtype=torch.long))
         pred = torch.stack(preds, 1).numpy()
-        return O.Judged(pred == labels[:, None], pred)
+        return O.Judged(pred == labels.numpy()[:, None], pred)
 
-    def run(self, kind: str, route: str, attack: str, threat: dict, adv: torch.Tensor,
-            only: np.ndarray | None = None) -> O.Run:
-        """The judged outcome of the images ``adv``; with ``only``, of those images alone, in the
-        batches they were attacked in (the others, not attacked by this run, count as outside its
-        budget: prediction -1 in the records)."""
-        norms, inside = O.norms(self.data.x, adv, threat["norm"]), within(self.data.x, adv, threat).numpy()
-        if only is None:
-            return O.Run(kind, route, attack, threat["eps"], norms, inside, self.judge(adv))
-        rows = np.flatnonzero(only)
-        part, n = self.judge(adv[rows], rows), len(self.data.x)
-        correct, pred = np.zeros((n, self.draws), dtype=bool), np.full((n, self.draws), -1)
-        correct[rows], pred[rows] = part.correct, part.pred
-        return O.Run(kind, route, attack, threat["eps"], norms, inside & only, O.Judged(correct, pred))
+    def flagged(self, images: torch.Tensor, b: int) -> np.ndarray:
+        """Which of ``images`` the detector flags (score above the calibrated limit)."""
+        if not len(images):
+            return np.zeros(0, dtype=bool)
+        torch.manual_seed(unit_seed(self.seed, b, 2))
+        with torch.no_grad():
+            x = images.to(self.device)
+            return detection.scores(x, self.defence.recover(x).clamp(0, 1)) > self.limit
 
-    def attack(self, route: str, spec: dict, threat: dict, eot: int | None = None,
-               only: np.ndarray | None = None) -> torch.Tensor:
-        """The adversarial images of one attack instance through ``route`` (``eot`` samples per
-        step: the defence's default unless given); every image attacked when the defence is random.
-        ``only``: attack just these images (a boolean mask), the others stay clean."""
-        atk = adaptive.build(spec, self.model(route), threat["norm"], threat["eps"], eot or self.eot)
-        form = every_image(spec["method"]) if self.random else (lambda a, x, y: a(x, y))
-        rows = torch.from_numpy(np.flatnonzero(only)) if only is not None else torch.arange(len(self.data.x))
-        adv = self.data.x.clone()
-        torch.manual_seed(self.seed)
+    def attack(self, route: str, spec: dict, threat: dict, batch: Batch, only: np.ndarray, eot: int | None = None):
+        """The images of one attack instance through ``route`` on the images ``only`` of ``batch``
+        (the others stay clean), ``eot`` samples per step (the defence's default unless given)."""
+        adv, rows = batch.x.clone(), torch.from_numpy(np.flatnonzero(only))
         if len(rows):
-            adv[rows] = batched(lambda x, y: form(atk, x.to(self.device), y.to(self.device)), self.data.x[rows],
-                                self.data.labels[rows], batch_size=self.cfg.batch_size)
+            atk = adaptive.build(spec, self.model(route), threat["norm"], threat["eps"], eot or self.eot)
+            form = every_image(spec["method"]) if self.random else (lambda a, x, y: a(x, y))
+            torch.manual_seed(unit_seed(self.seed, batch.b, 0))
+            adv[rows] = form(atk, batch.x[rows].to(self.device), batch.labels[rows].to(self.device)).detach().cpu()
         return adv
 
-    def gradient_norms(self, model) -> np.ndarray:
-        """Per image: the norm of the input gradient of the cross-entropy through ``model``."""
-        def norms(x, y):
-            x = x.to(self.device).requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(model(x), y.to(self.device), reduction="sum")
-            return torch.autograd.grad(loss, x)[0].flatten(1).norm(dim=1)
+    def outcome(self, kind: str, route: str, name: str, eps: float, threat: dict, batch: Batch, adv: torch.Tensor,
+                only: np.ndarray | None = None) -> O.Run:
+        """The judged run of ``adv`` on ``batch``; with ``only``, of those images alone (the others
+        count as outside its budget: prediction -1 in the records)."""
+        norms, inside = O.norms(batch.x, adv, threat["norm"]), within(batch.x, adv, threat)
+        rows = np.arange(len(adv)) if only is None else np.flatnonzero(only)
+        part = self.judge(adv[rows], batch.labels[rows], batch.b)
+        correct, pred = np.zeros((len(adv), self.draws), dtype=bool), np.full((len(adv), self.draws), -1)
+        correct[rows], pred[rows] = part.correct, part.pred
+        flagged = np.zeros(len(adv), dtype=bool)
+        if kind != "clean":
+            flagged[rows] = self.flagged(adv[rows], batch.b)
+        keep = np.zeros(len(adv), dtype=bool)
+        keep[rows] = True
+        return O.Run(kind, route, name, eps, norms, inside & keep, O.Judged(correct, pred), flagged)
 
-        torch.manual_seed(self.seed)
-        return batched(norms, self.data.x, self.data.labels, batch_size=self.cfg.batch_size).double().numpy()
+    def gradient_norms(self, model, batch: Batch, only: np.ndarray) -> np.ndarray:
+        """Per image of ``only``: the norm of the input gradient of the cross-entropy through ``model``."""
+        rows = np.flatnonzero(only)
+        if not len(rows):
+            return np.zeros(0)
+        x = batch.x[rows].to(self.device).requires_grad_(True)
+        torch.manual_seed(unit_seed(self.seed, batch.b, 3))
+        loss = torch.nn.functional.cross_entropy(model(x), batch.labels[rows].to(self.device), reduction="sum")
+        return torch.autograd.grad(loss, x)[0].flatten(1).norm(dim=1).detach().cpu().double().numpy()
 
-    def scores(self, images: torch.Tensor) -> np.ndarray:
-        torch.manual_seed(self.seed)
-        with torch.no_grad():
-            return batched(lambda x: torch.from_numpy(detection.scores(x, self.defence.recover(x).clamp(0, 1))),
-                           images.to(self.device), batch_size=self.cfg.batch_size).numpy()
+
+def run_arrays(run: O.Run) -> dict:
+    """A run as the arrays of its unit file."""
+    return {"norms": run.norms, "inside": run.inside, "correct": run.judged.correct, "pred": run.judged.pred,
+            "flagged": run.flagged, "kind": np.array(run.kind), "route": np.array(run.route),
+            "attack": np.array(run.attack), "eps": np.array(run.eps)}
+
+
+def run_from(a: dict) -> O.Run:
+    """The run of a unit file's arrays."""
+    return O.Run(str(a["kind"]), str(a["route"]), str(a["attack"]), float(a["eps"]), a["norms"], a["inside"],
+                 O.Judged(a["correct"], a["pred"]), a["flagged"])
+
+
+class Progress:
+    """The units of one (model, threat model, batch), numbered in the order the job makes them: each
+    computed once (its forward passes and seconds kept with it) or loaded from
+    :class:`~advrecover.adaptive.units.Units` after a kill (``units`` None: kept nowhere)."""
+
+    def __init__(self, units: Units | None, att: Attacker, prefix: str):
+        self.units, self.att, self.prefix, self.index = units, att, prefix, 0
+
+    def run(self, batch: Batch, compute) -> tuple[O.Run, int, float]:
+        """The run ``compute()`` makes on ``batch``, its forward passes and its seconds."""
+        return self._unit(batch, compute, run_arrays, run_from)
+
+    def norms(self, batch: Batch, compute) -> tuple[np.ndarray, int, float]:
+        """The gradient norms ``compute()`` returns on ``batch``, its forward passes and seconds."""
+        return self._unit(batch, compute, lambda v: {"values": v}, lambda a: a["values"])
+
+    def _unit(self, batch: Batch, compute, store, load):
+        self.index += 1
+        name = f"{self.prefix} unit {self.index} batch {batch.b}"
+        saved = self.units.get(name) if self.units else None
+        if saved is not None:
+            return load(saved), int(saved["forwards"]), float(saved["seconds"])
+        before, start = self.att.forwards, time.perf_counter()
+        value = compute()
+        forwards, seconds = self.att.forwards - before, time.perf_counter() - start
+        if self.units:
+            self.units.put(name, {**store(value), "forwards": np.array(forwards), "seconds": np.array(seconds)})
+        return value, forwards, seconds
 
 
 def gradient_free(spec: dict) -> bool:
     """Does this attack instance search without gradients (queries the real forward pass only)?"""
     return adaptive.REGISTRY.trait(spec["method"], "gradient_free", False)
+
+
+def applies(att: Attacker, spec: dict, threat: dict) -> bool:
+    """torchattacks has no EOT form of L2 PGD: a random defence skips it."""
+    return not (att.eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2")
 
 
 def _budget_key(spec: dict) -> tuple[str, int]:
@@ -268,185 +319,101 @@ def doubled(spec: dict) -> dict:
     return {**spec, key: 2 * n}
 
 
-def attack_runs(att: Attacker, threat: dict) -> tuple[list[O.Run], dict]:
-    """Every gradient attack through every route that applies, then every gradient-free attack
-    (route ``forward``) on the images all of them left robust, as AutoAttack orders Square after
-    the white-box attacks: their judged runs, and their images by (route, attack)."""
-    runs, images = [], {}
-    routes = routes_for(att.needs["differentiable"], att.needs["surrogate"])
-    ordered = sorted(att.cfg.attacks.items(), key=lambda item: gradient_free(item[1]))
-    for name, spec in ordered:
-        if att.eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2":
-            log.info("skipping %s under L2 for a random defence (no EOT form in torchattacks)", name)
-            continue
-        free = gradient_free(spec)
-        only = O.all_of([r for r in runs if r.kind == "attack"], att.clean) if free else None
-        for route in ["forward"] if free else routes:
-            adv = att.attack("full" if free else route, spec, threat, only=only)
-            runs.append(att.run("gradient_free" if free else "attack", route, name, threat, adv, only))
-            images[route, name] = adv
-            log.info("%s %s via %s: accuracy %.3f%s", threat["norm"], name, route,
-                     float((att.clean.ok & runs[-1].ok if only is None else only & runs[-1].ok).mean()),
-                     " (after every gradient attack)" if free else "")
-    return runs, images
-
-
-def strongest(att: Attacker, runs: list[O.Run]) -> O.Run | None:
-    """The single gradient attack run with the lowest accuracy (the first on ties)."""
-    attacks = [r for r in runs if r.kind == "attack"]
-    return min(attacks, key=lambda r: (att.clean.ok & r.ok).mean()) if attacks else None
-
-
-def gradient_route(att: Attacker, runs: list[O.Run]) -> str:
-    """The gradient route with the lowest accuracy: where the checks and the detection-aware PGD run."""
-    routes = {}
-    for r in runs:
-        if r.kind == "attack":
-            routes[r.route] = routes.get(r.route, att.clean.ok) & r.ok
-    return min(routes, key=lambda route: routes[route].mean()) if routes else "bpda"
-
-
 def score_route(needs: dict) -> str:
-    """The route the detection-aware PGD differentiates the detection score through: BPDA's identity
-    backward makes ``x - recover(x)`` constant, so the exact or surrogate route where one exists."""
+    """The declared route of the detection-aware PGD (fixed before any attack, so that every shard
+    uses the same): BPDA's identity backward makes ``x - recover(x)`` constant, so the exact or
+    surrogate route where one exists."""
     return "full" if needs["differentiable"] else "bpda_surrogate" if needs["surrogate"] else "bpda"
 
 
-def detection_aware(att: Attacker, route: str, threat: dict, limit: float) -> tuple[O.Run, torch.Tensor]:
+class Threat:
+    """The units of one (model, threat model) on one batch, in their fixed order."""
+
+    def __init__(self, att: Attacker, units: Progress, threat: dict, batch: Batch):
+        self.att, self.units, self.threat, self.batch = att, units, threat, batch
+        self.runs: list[O.Run] = []
+        self.forwards = 0
+
+    def add(self, compute) -> O.Run:
+        run, forwards, _ = self.units.run(self.batch, compute)
+        self.runs.append(run)
+        self.forwards += forwards
+        return run
+
+    def attack(self, kind: str, route: str, name: str, spec: dict, threat: dict, only, eot=None) -> O.Run:
+        """One attack's run on the images ``only`` (its eps: the threat's unless ``threat`` differs);
+        route ``forward``: a gradient-free attack, querying the real forward pass."""
+        model = "full" if route == "forward" else route
+        return self.add(lambda: self.att.outcome(kind, route, name, threat["eps"], threat, self.batch,
+                                                 self.att.attack(model, spec, threat, self.batch, only, eot), only))
+
+    def cascade(self, kind: str, route: str, attacks: list, alive: np.ndarray, suffix: str = "", eot=None):
+        """``attacks`` (name, spec) through ``route`` in order, each on the images still ``alive``
+        (every image of ``alive`` when ``adaptive.cascade`` is off); returns those left robust."""
+        start = alive.copy()
+        for name, spec in attacks:
+            run = self.attack(kind, route, name + suffix, spec, self.threat,
+                              alive if self.att.cfg.cascade else start, eot)
+            alive = alive & run.ok
+        return alive
+
+
+def gradient_attacks(att: Attacker, threat: dict, attacks: dict) -> list[tuple[str, dict]]:
+    return [(n, s) for n, s in attacks.items() if not gradient_free(s) and applies(att, s, threat)]
+
+
+def main_units(t: Threat, clean: O.Run, routes: list[str]) -> None:
+    """Transfer, every route's gradient attacks, the gradient-free attacks on what they left, and the
+    detection-aware PGD, on one batch."""
+    att, batch, threat = t.att, t.batch, t.threat
+    for column, adv in batch.transfer.items():
+        t.add(lambda adv=adv, column=column: att.outcome("transfer", "", column, threat["eps"], threat, batch, adv))
+    left = clean.ok.copy()
+    for route in routes:
+        left &= t.cascade("attack", route, gradient_attacks(att, threat, att.cfg.attacks), clean.ok.copy())
+    for name, spec in att.cfg.attacks.items():
+        if gradient_free(spec):
+            t.attack("gradient_free", "forward", name, spec, threat, left.copy())
+    route = score_route(att.needs)
+    t.add(lambda: att.outcome("detection_aware", route, "detection_aware_pgd", threat["eps"], threat, batch,
+                              detection_aware(att, route, threat, batch, clean.ok), clean.ok))
+
+
+def detection_aware(att: Attacker, route: str, threat: dict, batch: Batch, only: np.ndarray) -> torch.Tensor:
     """The PGD that misleads the defended victim while keeping the detection score low (EOT when random)."""
     model, scorer, cfg = att.model(route), att.model(score_route(att.needs)), att.cfg.detection_aware
-    atk = DetectionAwarePGD(model, lambda x: (x - scorer.purify(x).clamp(0, 1)).flatten(1).norm(dim=1), limit,
+    atk = DetectionAwarePGD(model, lambda x: (x - scorer.purify(x).clamp(0, 1)).flatten(1).norm(dim=1), att.limit,
                             threat["norm"], threat["eps"], cfg.steps, threat["eps"] / 4, cfg.weight, att.eot)
-    torch.manual_seed(att.seed)
-    adv = batched(lambda x, y: atk(x.to(att.device), y.to(att.device)), att.data.x, att.data.labels,
-                  batch_size=att.cfg.batch_size)
-    return att.run("detection_aware", route, "detection_aware_pgd", threat, adv), adv
+    adv, rows = batch.x.clone(), torch.from_numpy(np.flatnonzero(only))
+    if len(rows):
+        torch.manual_seed(unit_seed(att.seed, batch.b, 4))
+        adv[rows] = atk(batch.x[rows].to(att.device), batch.labels[rows].to(att.device)).detach().cpu()
+    return adv
 
 
-def detection_figures(att: Attacker, runs: dict, images: dict, limit: float) -> dict:
-    """Detection rates over the perturbed images in budget only, and the joint success of each
-    attack: the share of clean-correct images it makes misclassified without being flagged."""
-    out, clean_ok = {}, att.clean.ok
-    for name, run in runs.items():
-        if run is None:
-            out.update({f"dr_{name}": float("nan"), f"joint_{name}": float("nan")})
-            continue
-        flagged = att.scores(images[name]) > limit
-        perturbed = run.inside & (run.norms > 0)
-        out[f"dr_{name}"] = float(flagged[perturbed].mean()) if perturbed.any() else float("nan")
-        out[f"joint_{name}"] = float((~run.ok & ~flagged)[clean_ok].mean()) if clean_ok.any() else float("nan")
-    return out
-
-
-def transfer_detection(att: Attacker, runs: list[O.Run], limit: float) -> float:
-    """Share of the perturbed transfer images in budget that the detector flags."""
-    flags = [att.scores(att.data.transfer[r.attack])[r.inside & (r.norms > 0)] > limit for r in runs]
-    flags = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
-    return float(flags.mean()) if len(flags) else float("nan")
-
-
-def check_runs(att: Attacker, route: str, threat: dict, top: O.Run | None) -> tuple[dict, dict, np.ndarray]:
-    """The runs of the sanity checks through ``route``, on their own seeded subset of the attacked
-    images (``adaptive.checks.n``): PGD at an unbounded budget and along the eps sweep, and the
-    strongest reported attack (``top``) with doubled steps and, for a random defence, doubled EOT
-    samples. Returns them by name, the figures they give (on the subset), and the subset."""
-    c, n = att.cfg.checks, len(att.data.x)
-    only = np.isin(np.arange(n), subset(np.arange(n), c.n, att.seed))
-    pgd = {"method": "pgd", "steps": c.steps}
-    big = checks.unbounded_eps(threat["norm"], tuple(att.data.x.shape[1:]))
-    plan = {"unbounded": (f"pgd({c.steps})", pgd, {**threat, "eps": big}, None),
-            **{f"sweep_{m:g}": (f"pgd({c.steps}) x{m:g} eps", pgd, {**threat, "eps": m * threat["eps"]}, None)
-               for m in sorted(c.eps_sweep)}}
-    if top is not None:
-        spec = att.cfg.attacks[top.attack]
-        plan["doubled_steps"] = (f"{top.attack} doubled steps", doubled(spec), threat, None)
-        if att.eot > 1:
-            plan["doubled_eot"] = (f"{top.attack} doubled eot", spec, threat, 2 * att.eot)
-    runs = {}
-    for key, (name, spec, t, eot) in plan.items():
-        r = route if key in ("unbounded",) or key.startswith("sweep") else top.route
-        runs[key] = att.run("check", r, name, t, att.attack(r, spec, t, eot, only=only), only)
-    acc = {k: round(float((att.clean.ok & r.ok)[only].mean()), 4) for k, r in runs.items()}
-    figures = {"check_n": int(only.sum()), "check_unbounded": acc["unbounded"], "check_unbounded_eps": round(big, 6),
-               "check_eps_sweep": [acc[f"sweep_{m:g}"] for m in sorted(c.eps_sweep)],
-               "check_eps_sweep_eps": [round(m * threat["eps"], 6) for m in sorted(c.eps_sweep)],
-               "check_strongest": round(float((att.clean.ok & top.ok)[only].mean()), 4) if top else float("nan"),
-               "check_doubled_steps": acc.get("doubled_steps", float("nan")),
-               "check_doubled_eot": acc.get("doubled_eot", float("nan"))}
-    return runs, figures, only
-
-
-def gradient_check(att: Attacker, routes: list[str]) -> tuple[list[str], dict]:
-    """The gradient check of every route against the bare classifier's gradient on the same images."""
-    reference = att.gradient_norms(lambda x: inference.logits(att.victim, x))
-    flags, zero, ratio = [], {}, {}
+def check_units(t: Threat, clean: O.Run, routes: list[str]) -> dict:
+    """The sanity checks through every route on the checks' images of one batch (which route is the
+    strongest is known only once every shard has run): PGD unbounded and along the eps sweep, the
+    route's attacks with doubled steps and, for a random defence, doubled EOT; and the gradient norms
+    per route beside the bare classifier's. Returns the gradient norms by route."""
+    att, batch, threat, c = t.att, t.batch, t.threat, t.att.cfg.checks
+    only = batch.checked & clean.ok
+    pgd, big = {"method": "pgd", "steps": c.steps}, checks.unbounded_eps(threat["norm"], tuple(batch.x.shape[1:]))
+    attacks = gradient_attacks(att, threat, att.cfg.attacks)
     for route in routes:
-        norms = att.gradient_norms(att.model(route))
-        zero[route] = round(float(np.mean(norms == 0)), 4)
-        ratio[route] = round(float(np.median(norms) / max(np.median(reference), 1e-30)), 6)
-        flags.append(checks.gradient(route, norms, reference, att.cfg.checks))
-    return flags, {"check_zero_gradient": zero, "check_gradient_ratio": ratio}
-
-
-def route_outcomes(att: Attacker, runs: list[O.Run]) -> dict[str, np.ndarray]:
-    """Per gradient route: robust clean and to every attack through it."""
-    routes = dict.fromkeys(r.route for r in runs if r.kind == "attack")
-    return {route: O.all_of([r for r in runs if r.kind == "attack" and r.route == route], att.clean)
-            for route in routes}
-
-
-def flags_of(att: Attacker, runs: list[O.Run], transfer: np.ndarray, checked: dict, top: O.Run | None,
-             only: np.ndarray | None = None) -> list[str]:
-    """Every flag of a row: weak routes and a stronger gradient-free attack always; the checks'
-    (``checked``, run on the images ``only``) when run."""
-    c, clean_ok, routes = att.cfg.checks, att.clean.ok, route_outcomes(att, runs)
-    gradient = O.all_of([r for r in runs if r.kind == "attack"], att.clean)
-    flags = checks.weak_routes(routes, transfer, c)
-    if any(r.kind == "gradient_free" for r in runs):
-        flags.append(checks.gradient_free(O.all_of(runs, att.clean), gradient, c))
-    if checked:
-        sweep = [(clean_ok & checked[f"sweep_{m:g}"].ok)[only] for m in sorted(c.eps_sweep)]
-        flags += [checks.unbounded((clean_ok & checked["unbounded"].ok)[only], c), checks.monotone(sweep, c)]
-        for key in ("doubled_steps", "doubled_eot"):
-            if key in checked:
-                flags.append(checks.converged((clean_ok & top.ok)[only], (clean_ok & checked[key].ok)[only], c))
-    return [f for f in flags if f]
-
-
-def evaluate_threat(att: Attacker, threat_name: str, threat: dict, limit: float,
-                    with_checks: bool) -> tuple[dict, list[O.Run]]:
-    """One row of the adaptive table (accuracies with exact intervals, detection, flags) and its runs."""
-    att.forwards, clean = 0, att.clean
-    transfer = [att.run("transfer", "", column, threat, adv) for column, adv in att.data.transfer.items()
-                 if within(att.data.x, adv, threat).any()]  # a column with no image in budget counts for nothing
-    runs, images = attack_runs(att, threat)
-    top, route = strongest(att, runs), gradient_route(att, runs)
-    aware, aware_images = detection_aware(att, route, threat, limit)
-    checked, figures, only = check_runs(att, route, threat, top) if with_checks else ({}, {}, None)
-    gradient_flags, gradient_figures = gradient_check(att, list(route_outcomes(att, runs))) if with_checks \
-        else ([], {})
-    in_budget = [r for r in [*transfer, *runs, aware, *checked.values()] if r.eps <= threat["eps"] + 1e-9]
-    worst, transfer_ok = O.all_of(in_budget, clean), O.all_of(transfer, clean)
-    square = [r for r in runs if r.kind == "gradient_free"]
-    flags = flags_of(att, runs, transfer_ok, checked, top, only) + [f for f in gradient_flags if f]
-    top_images = images[top.route, top.attack] if top else None
-    row = {"threat": threat_name, "norm": threat["norm"], "eps": threat["eps"], "n": len(att.data.labels),
-           "draws": att.draws, "eot": att.eot, "attacks": describe(att.cfg.attacks),
-           **O.figure("clean", clean.ok), "clean_mean": float(clean.judged.correct.mean()),
-           **O.figure("transfer", transfer_ok),
-           **{k: v for r, ok in route_outcomes(att, runs).items() for k, v in O.figure(f"route_{r}", ok).items()},
-           **O.figure("gradient_free", O.all_of(runs, clean) if square else np.zeros(0, dtype=bool)),
-           **O.figure("worst_case", worst), "worst_case_mean": O.mean_over_draws(in_budget, clean),
-           "strongest": f"{top.attack} via {top.route}" if top else "",
-           "dr_transfer": transfer_detection(att, transfer, limit),
-           **detection_figures(att, {"adaptive": top, "detection_aware": aware},
-                               {"adaptive": top_images, "detection_aware": aware_images}, limit),
-           **O.figure("detection_aware_accuracy", clean.ok & aware.ok),
-           "flags": " ".join(flags), "checked": with_checks,
-           **{k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
-              for k, v in {**figures, **gradient_figures}.items()},
-           "forwards_per_image": round(att.forwards / max(len(att.data.labels), 1), 1)}
-    return row, [clean, *transfer, *runs, aware, *checked.values(), O.worst_case_run(worst, threat["eps"])]
+        t.attack("check", route, "unbounded", pgd, {**threat, "eps": big}, only.copy())
+        for m in sorted(c.eps_sweep):
+            t.attack("check", route, f"sweep_{m:g}", pgd, {**threat, "eps": m * threat["eps"]}, only.copy())
+        t.cascade("check", route, [(n, doubled(s)) for n, s in attacks], only.copy(), " doubled_steps")
+        if att.eot > 1:
+            t.cascade("check", route, attacks, only.copy(), " doubled_eot", 2 * att.eot)
+    norms = {}
+    for route, model in [("reference", lambda x: inference.logits(att.victim, x)),
+                         *[(r, att.model(r)) for r in routes]]:
+        norms[route], forwards, _ = t.units.norms(batch, lambda model=model: att.gradient_norms(model, batch,
+                                                                                                batch.checked))
+        t.forwards += forwards
+    return norms
 
 
 def model_sets(spec: dict, train_sets: tuple[str, ...]) -> list[str | None]:
@@ -454,73 +421,110 @@ def model_sets(spec: dict, train_sets: tuple[str, ...]) -> list[str | None]:
     return list(train_sets) if defences.trained_on_attack(spec) else [None]
 
 
-def leaderboard(defence: str, rows: list[dict]) -> dict:
-    """The RobustBench-style summary of a defence: per attacked model and threat, the fields a
-    leaderboard reads (robust accuracy = the adaptive worst case; reported = the transfer figure)."""
-    return {"defence": defence, "entries": [
-        {"model": r["model"], "threat_model": r["norm"], "eps": r["eps"], "n": r["n"], "draws": r["draws"],
-         "clean_acc": r["clean"], "robust_acc": r["worst_case"], "robust_acc_ci": [r["worst_case_lo"], r["worst_case_hi"]],
-         "robust_acc_mean_over_draws": r["worst_case_mean"], "reported": r["transfer"], "attacks": r["attacks"],
-         "eot": r["eot"], "forward_passes_per_image": r["forwards_per_image"],
-         "flags": r["flags"].split() if r["checked"] else ["not checked"] + r["flags"].split()} for r in rows]}
+def attack_model(att: Attacker, units: Units, model: str, parts: list[Batch]) -> tuple[list[pd.DataFrame], dict]:
+    """Every unit of one attacked model on the shard's batches: the records of each threat model,
+    and its totals (forward passes, clean seconds, the checks' gradient norms)."""
+    routes = routes_for(att.needs["differentiable"], att.needs["surrogate"])
+    cleans, clean_forwards, clean_seconds = {}, 0, 0.0
+    for batch in parts:  # once per model, charged to its first threat model's row
+        cleans[batch.b], forwards, seconds = Progress(units, att, f"{model}/clean").run(
+            batch, lambda batch=batch: att.outcome("clean", "", "clean", 0.0, CLEAN, batch, batch.x))
+        clean_forwards, clean_seconds = clean_forwards + forwards, clean_seconds + seconds
+    frames, totals = [], {}
+    for i, (name, threat) in enumerate(att.cfg.threats.items()):
+        per_batch, forwards, gradients = [], clean_forwards if i == 0 else 0, {}
+        for batch in parts:
+            t = Threat(att, Progress(units, att, f"{model}/{name}"), threat, batch)
+            t.runs.append(cleans[batch.b])
+            main_units(t, cleans[batch.b], routes)
+            for route, values in (check_units(t, cleans[batch.b], routes) if i == 0 else {}).items():
+                gradients.setdefault(route, []).extend(values.tolist())
+            per_batch.append(t.runs)
+            forwards += t.forwards
+        if per_batch:
+            runs = [O.concat(list(run_parts)) for run_parts in zip(*per_batch)]
+            frames.append(O.records(runs, np.concatenate([batch.index for batch in parts]), model, name))
+        totals[name] = {"forwards": forwards, "gradients": gradients}
+    return frames, {"threats": totals, "wall_time_s": clean_seconds}  # of the clean judgement: the cost column
 
 
-def write(rows: list[dict], records: list[pd.DataFrame], defence: str, *, out_path, images_path, summary_path,
-          metrics_path) -> None:
-    """The stage's four outputs, each written atomically."""
-    with atomic_path(out_path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
-    write_csv_gz(images_path, pd.concat(records, ignore_index=True))
-    write_json(summary_path, leaderboard(defence, rows))
-    write_json(metrics_path, {"rows": rows})
+def job_key(**parts) -> str:
+    """The identity of one job's work: a resumed job only continues units of the same configuration
+    and inputs."""
+    return config_digest(parts)
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers: a retrained defence invalidates its units."""
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def calibrated_limit(model, calibration: torch.Tensor, fpr: float, seed: int, batch_size: int, device) -> float:
+    """The detector's threshold: the (1 - fpr) quantile of the clean calibration images' scores."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        scores = [detection.scores(x, model.recover(x).clamp(0, 1))
+                  for x in (c.to(device) for c in calibration.split(batch_size))]
+    return detection.threshold(np.concatenate(scores) if scores else np.zeros(0), fpr)
 
 
 def from_params(p: dict, args) -> dict:
     """The values of ``run`` that come from the validated params (and this job's ``args``): the
     one translation, used by the CLI and by :func:`workload`."""
     d = p["evaluate"]["detection"]
-    return {"defence": args.defence,
+    return {"defence": args.defence, "shard": args.shard,
             "spec": entry(p["evaluate"]["defences"], args.defence, "defence", "evaluate.defences"),
             "cfg": section(AdaptiveConfig, budget(p["adaptive"], args.defence)),
             "calibration_share": d["calibration_share"], "fpr": d["fpr"], "columns": p["attack"]["run"],
             "victim_cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
 
 
-def run(*, defence: str, spec: dict, cfg: AdaptiveConfig, calibration_share: float, fpr: float,
+def run(*, defence: str, shard: int, spec: dict, cfg: AdaptiveConfig, calibration_share: float, fpr: float,
         columns: list[str], pool_path: str | Path, adversarial_dir: str | Path, victim_path: str | Path,
         victim_cfg: victims.VictimConfig, models_dir: str | Path, seed: int, device, out_path: str | Path,
-        images_path: str | Path, summary_path: str | Path, metrics_path: str | Path) -> list[dict]:
-    """Attack every model of ``defence`` under every threat model; write its rows, records and summaries."""
+        totals_path: str | Path) -> dict:
+    """Run every unit of shard ``shard`` of ``defence``'s adaptive evaluation (resuming from the
+    finished ones); write its per-image records (``out_path``) and totals (``totals_path``)."""
+    victim_checksum, out_path = sha256_file(victim_path), Path(out_path)
     data = load_data(pool_path=pool_path, adversarial_dir=adversarial_dir, columns=columns,
-                     victim_checksum=sha256_file(victim_path), n=cfg.n, calibration_share=calibration_share,
-                     seed=seed)
-    victim = inference.prepare(victims.load(victim_path, victim_cfg), device)
-    rows, records = [], []
-    for train_set in model_sets(spec, cfg.train_sets):
-        model = defences.build(spec, models_dir, train_set, victim).to(device)
+                     victim_checksum=victim_checksum, n=cfg.n, calibration_share=calibration_share, seed=seed)
+    parts, victim = batches(data, cfg, shard, seed), inference.prepare(victims.load(victim_path, victim_cfg), device)
+    models = {train_set or "": defences.build(spec, models_dir, train_set, victim).to(device)
+              for train_set in model_sets(spec, cfg.train_sets)}
+    units = Units(out_path.with_name(out_path.name + ".partial"), job_key(
+        defence=defence, shard=shard, spec=spec, cfg=cfg, columns=columns, fpr=fpr, seed=seed,
+        calibration_share=calibration_share, victim=victim_checksum, pool=sha256_file(pool_path),
+        models={name: state_digest(m) for name, m in models.items()}))
+    frames, totals = [], {"models": {}, "n": int(sum(len(b.index) for b in parts))}
+    for name, model in models.items():
         classifier = defences.classifier(model, victim, device)
-        att = Attacker(classifier, model, defences.adaptive_needs(spec), data, cfg, seed, device)
-        limit = detection.threshold(att.scores(data.calibration), fpr)
-        for i, (name, threat) in enumerate(cfg.threats.items()):
-            row, runs = evaluate_threat(att, name, threat, limit, i == 0)
-            rows.append({"defence": defence, "model": train_set or "",
-                         "classifier": "victim" if classifier is victim else "own", **row,
-                         "seconds_per_100": round(att.seconds_per_100, 3)})
-            records.append(O.records(runs, data.index, train_set or "", name))
-            log.info("%s [%s] %s: %s", defence, train_set, name, rows[-1])
-    write(rows, records, defence, out_path=out_path, images_path=images_path, summary_path=summary_path,
-          metrics_path=metrics_path)
-    return rows
+        att = Attacker(classifier, model, defences.adaptive_needs(spec), cfg, seed, device)
+        att.limit = calibrated_limit(model, data.calibration, fpr, seed, cfg.batch_size, device)
+        model_frames, model_totals = attack_model(att, units, name, parts)
+        frames += model_frames
+        totals["models"][name] = {**model_totals, "classifier": "victim" if classifier is victim else "own",
+                                  "draws": att.draws, "eot": att.eot, "shape": list(data.x.shape[1:])}
+    write_csv_gz(out_path, pd.concat(frames, ignore_index=True) if frames else O.empty_records())
+    write_json(totals_path, totals)
+    log.info("%s shard %d: %d units computed, %d resumed from a killed run", defence, shard, units.computed,
+             units.resumed)
+    units.remove()
+    return totals
 
 
 def _passes(spec: dict) -> int:
     return adaptive.REGISTRY.passes(spec)
 
 
-def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int, int]:
-    """Per image and model: the gradients through one route's attacks (every threat); those of the
-    detection-aware PGD and the sanity checks on the strongest route (an upper bound: the costliest
-    attack taken as the strongest; charged to the first route); and the gradient-free queries."""
+def gradient_passes(cfg: AdaptiveConfig, eot: int, routes: int) -> tuple[int, int, int]:
+    """Per image and model, without the cascade's saving (an upper bound): the gradients through one
+    route's attacks (every threat); those of the sanity checks through every route (on the checks'
+    subset: charged per attacked image in proportion) and of the detection-aware PGD; the
+    gradient-free queries."""
     per_route, queries = 0, 0
     for threat in cfg.threats.values():
         for spec in cfg.attacks.values():
@@ -528,26 +532,29 @@ def gradient_passes(cfg: AdaptiveConfig, eot: int) -> tuple[int, int, int]:
                 queries += _passes(spec)
             elif not (eot > 1 and spec["method"] == "pgd" and threat["norm"] == "L2"):
                 per_route += _passes(spec) * eot
-    c, costliest = cfg.checks, max((_passes(s) for s in cfg.attacks.values()), default=0)
-    checks_cost = c.steps * (1 + len(c.eps_sweep)) * eot + 2 * costliest * eot * (2 if eot > 1 else 1) + 4
-    return per_route, checks_cost + cfg.detection_aware.steps * eot * len(cfg.threats), queries
+    c, attacks = cfg.checks, sum(_passes(s) for s in cfg.attacks.values() if not gradient_free(s))
+    share = min(c.n / cfg.n, 1.0) if c.n and cfg.n else 1.0
+    checks_cost = routes * (c.steps * (1 + len(c.eps_sweep)) * eot + 2 * attacks * eot * (2 if eot > 1 else 1) + 1)
+    return per_route, round(share * checks_cost) + cfg.detection_aware.steps * eot * len(cfg.threats), queries
 
 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
-    """Every route's gradients (:func:`gradient_passes`) and the defended answers, per attacked model."""
+    """Every route's gradients (:func:`gradient_passes`) and the defended answers, per attacked model,
+    on this shard's share of the attacked images."""
     job_cfg, size = from_params(p, job.args), p["sample"]["image_size"]
     spec, cfg = job_cfg["spec"], job_cfg["cfg"]
     n = cfg.n or round(p["sample"]["pools"][p["evaluate"]["pool"]]["n"] * (1 - p["evaluate"]["detection"]["calibration_share"]))
+    n = sum(e - s for _, s, e in shard_batches(n, cfg.batch_size, job_cfg["shard"], len(cfg.shards)))
     victim = scale.trained_victim(p, job)
     sets = model_sets(spec, cfg.train_sets)
     defence = defences.build(spec, job.path(job.args.models), sets[0], victim)
     classifier, needs = defences.classifier(defence, victim), defences.adaptive_needs(spec)
-    per_route, strongest, queries = gradient_passes(cfg, cfg.eot if needs["random"] else 1)
     routes = routes_for(needs["differentiable"], needs["surrogate"])
+    per_route, extra, queries = gradient_passes(cfg, cfg.eot if needs["random"] else 1, len(routes))
     images, shape = n * len(sets), (3, size, size)
     loads = [scale.Load(f"route {r}", Defended(classifier, defence, r), (defence, classifier), "grad", cfg.batch_size,
-                        images * (per_route + (strongest if i == 0 else 0)), shape) for i, r in enumerate(routes)]
-    judged = len(p["attack"]["run"]) + len(routes) * len(cfg.attacks) + len(cfg.checks.eps_sweep) + 4
-    answers = (1 + len(cfg.threats) * judged) * (cfg.draws if needs["random"] else 1) + queries
-    return loads + [scale.Load("defended answers", Defended(classifier, defence, routes[0]), (defence, classifier),
-                               "forward", cfg.batch_size, images * answers, shape)]
+                        images * (per_route + (extra if i == 0 else 0)), shape) for i, r in enumerate(routes)]
+    judged = len(p["attack"]["run"]) + len(routes) * len(cfg.attacks) + 2
+    answers = (1 + len(cfg.threats) * judged) * (cfg.draws if needs["random"] else 1) * 2 + queries
+    return loads + [scale.Load("defended answers and detection scores", Defended(classifier, defence, routes[0]),
+                               (defence, classifier), "forward", cfg.batch_size, images * answers, shape)]

@@ -28,19 +28,10 @@ from ..config import entry, section
 from ..data import adversarial as adv_format
 from ..data.tensors import to_tensor
 from ..io import config_digest, sha256_file
+from ..shards import shard_batches
 from ..models import victim as victims
 
 log = logging.getLogger(__name__)
-
-
-def shard_batches(n: int, batch_size: int, shard: int, n_shards: int) -> list[tuple[int, int, int]]:
-    """``(global batch index, start, end)`` of the batches of shard ``shard`` of ``n_shards``."""
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
-    batches = [(i, s, min(s + batch_size, n)) for i, s in enumerate(range(0, n, batch_size))]
-    per, extra = divmod(len(batches), n_shards)  # the first `extra` shards take one batch more
-    first = shard * per + min(shard, extra)
-    return batches[first:first + per + (shard < extra)]
 
 
 def batch_seed(seed: int, batch: int) -> int:
