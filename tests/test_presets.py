@@ -108,7 +108,7 @@ REDUCED = {
     "ssl": {"train": {"epochs": 1, "batch_size": 4}},
     "evaluate": {"batch_size": 8, "defences": {"reversal_multitask": STEPS, **{name: params_mod.Drop() for name in (
         "reversal_contrastive", "jpeg_50", "jpeg_20")}}},
-    "adaptive": {"n": 2, "batch_size": 2, "eot": 1, "draws": 1, "detection_aware": STEPS,
+    "adaptive": {"n": 2, "batch_size": 2, "shards": [0], "eot": 1, "draws": 1, "detection_aware": STEPS,
                  "checks": {**STEPS, "eps_sweep": [0.5, 1.0]},
                  "threats": params_mod.Replace({"linf": {"norm": "Linf", "eps": 0.0313725}}),
                  "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}}),
@@ -159,15 +159,19 @@ MOVED = {"paper": [("evaluate", "defences", "reversal_contrastive")], "tiny": []
 # The built-in task became digits (an SVHN analogue), so the victim's augmentation names its kind
 # (digits must not be flipped) and adversarial training fine-tunes the victim with a warmed-up
 # budget (a 3-step PGD, Madry et al.'s adversary, since FGSM with a random start left too little
-# robustness there); the paper keeps flips and trains from scratch at full budget.
+# robustness there); the paper keeps flips and trains from scratch at full budget. The adaptive stage
+# became sharded and cascaded (adaptive.shards: the paper's 4 shards per defence; adaptive.cascade),
+# and the tiny configuration attacks in batches of 8 (two units per run, two shards in the tests).
+ADAPTIVE = {("adaptive", "cascade"): True}
 CHANGED = {
     "paper": {("victim", "augment"): "crop_flip", ("robust_victim", "warmup"): 0, ("robust_victim", "init"): "scratch",
-              ("robust_victim", "lr"): 0.1},
+              ("robust_victim", "lr"): 0.1, ("adaptive", "shards"): [0, 1, 2, 3], **ADAPTIVE},
     "tiny": {("victim", "augment"): "crop", ("robust_victim", "warmup"): 2, ("robust_victim", "init"): "victim",
              ("robust_victim", "lr"): 0.1,
              ("robust_victim", "attack"): {"method": "pgd", "eps": 0.0313725, "alpha": 0.0261438, "steps": 3},
              **{("sample", "pools", pool, "dataset"): dataset for pool, dataset in (
-                 ("aae", "digits_photo"), ("test", "digits_rendition"), ("victim", "digits_mixed"))}},
+                 ("aae", "digits_photo"), ("test", "digits_rendition"), ("victim", "digits_mixed"))},
+             ("adaptive", "shards"): [0], ("adaptive", "batch_size"): 8, **ADAPTIVE},
 }
 
 
