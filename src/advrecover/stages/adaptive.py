@@ -362,21 +362,22 @@ def gradient_attacks(att: Attacker, threat: dict, attacks: dict) -> list[tuple[s
     return [(n, s) for n, s in attacks.items() if not gradient_free(s) and applies(att, s, threat)]
 
 
-def main_units(t: Threat, clean: O.Run, routes: list[str]) -> None:
+def main_units(t: Threat, clean: O.Run, routes: list[str]) -> dict[str, np.ndarray]:
     """Transfer, every route's gradient attacks, the gradient-free attacks on what they left, and the
-    detection-aware PGD, on one batch."""
+    detection-aware PGD, on one batch; returns, per route, the images its attacks left robust."""
     att, batch, threat = t.att, t.batch, t.threat
     for column, adv in batch.transfer.items():
         t.add(lambda adv=adv, column=column: att.outcome("transfer", "", column, threat["eps"], threat, batch, adv))
-    left = clean.ok.copy()
-    for route in routes:
-        left &= t.cascade("attack", route, gradient_attacks(att, threat, att.cfg.attacks), clean.ok.copy())
+    survivors = {route: t.cascade("attack", route, gradient_attacks(att, threat, att.cfg.attacks), clean.ok.copy())
+                 for route in routes}
+    left = np.logical_and.reduce([clean.ok, *survivors.values()])
     for name, spec in att.cfg.attacks.items():
         if gradient_free(spec):
             t.attack("gradient_free", "forward", name, spec, threat, left.copy())
     route = score_route(att.needs)
     t.add(lambda: att.outcome("detection_aware", route, "detection_aware_pgd", threat["eps"], threat, batch,
                               detection_aware(att, route, threat, batch, clean.ok), clean.ok))
+    return survivors
 
 
 def detection_aware(att: Attacker, route: str, threat: dict, batch: Batch, only: np.ndarray) -> torch.Tensor:
@@ -391,22 +392,24 @@ def detection_aware(att: Attacker, route: str, threat: dict, batch: Batch, only:
     return adv
 
 
-def check_units(t: Threat, clean: O.Run, routes: list[str]) -> dict:
+def check_units(t: Threat, clean: O.Run, survivors: dict[str, np.ndarray]) -> dict:
     """The sanity checks through every route on the checks' images of one batch (which route is the
     strongest is known only once every shard has run): PGD unbounded and along the eps sweep, the
-    route's attacks with doubled steps and, for a random defence, doubled EOT; and the gradient norms
-    per route beside the bare classifier's. Returns the gradient norms by route."""
+    route's attacks with doubled steps and, for a random defence, doubled EOT, on the images the
+    route's attacks left robust (``survivors``: an image they broke is broken either way); and the
+    gradient norms per route beside the bare classifier's. Returns the gradient norms by route."""
     att, batch, threat, c = t.att, t.batch, t.threat, t.att.cfg.checks
     only = batch.checked & clean.ok
     pgd, big = {"method": "pgd", "steps": c.steps}, checks.unbounded_eps(threat["norm"], tuple(batch.x.shape[1:]))
-    attacks = gradient_attacks(att, threat, att.cfg.attacks)
+    attacks, routes = gradient_attacks(att, threat, att.cfg.attacks), list(survivors)
     for route in routes:
         t.attack("check", route, "unbounded", pgd, {**threat, "eps": big}, only.copy())
         for m in sorted(c.eps_sweep):
             t.attack("check", route, f"sweep_{m:g}", pgd, {**threat, "eps": m * threat["eps"]}, only.copy())
-        t.cascade("check", route, [(n, doubled(s)) for n, s in attacks], only.copy(), " doubled_steps")
+        left = only & survivors[route]
+        t.cascade("check", route, [(n, doubled(s)) for n, s in attacks], left.copy(), " doubled_steps")
         if att.eot > 1:
-            t.cascade("check", route, attacks, only.copy(), " doubled_eot", 2 * att.eot)
+            t.cascade("check", route, attacks, left.copy(), " doubled_eot", 2 * att.eot)
     norms = {}
     for route, model in [("reference", lambda x: inference.logits(att.victim, x)),
                          *[(r, att.model(r)) for r in routes]]:
@@ -436,8 +439,8 @@ def attack_model(att: Attacker, units: Units, model: str, parts: list[Batch]) ->
         for batch in parts:
             t = Threat(att, Progress(units, att, f"{model}/{name}"), threat, batch)
             t.runs.append(cleans[batch.b])
-            main_units(t, cleans[batch.b], routes)
-            for route, values in (check_units(t, cleans[batch.b], routes) if i == 0 else {}).items():
+            survivors = main_units(t, cleans[batch.b], routes)
+            for route, values in (check_units(t, cleans[batch.b], survivors) if i == 0 else {}).items():
                 gradients.setdefault(route, []).extend(values.tolist())
             per_batch.append(t.runs)
             forwards += t.forwards

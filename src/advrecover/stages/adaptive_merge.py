@@ -103,7 +103,7 @@ def check_figures(runs: list[O.Run], clean: O.Run, route: str, routes: dict, che
     c, ok = cfg.checks, clean.ok
     named = {r.attack: r for r in of(runs, "check", route)}
     sweep = [(ok & named[f"sweep_{m:g}"].ok)[checked] for m in sorted(c.eps_sweep)]
-    doubled = {kind: O.all_of([r for a, r in named.items() if a.endswith(" " + kind)], clean)[checked]
+    doubled = {kind: (routes[route] & O.all_of([r for a, r in named.items() if a.endswith(" " + kind)], clean))[checked]
                for kind in ("doubled_steps", "doubled_eot") if any(a.endswith(" " + kind) for a in named)}
     mean = lambda a: round(float(a.mean()), 4) if len(a) else float("nan")  # noqa: E731
     reference = np.asarray(gradients.get("reference", []))
