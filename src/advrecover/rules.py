@@ -5,8 +5,9 @@ stage's ``meta.topic``) are generated from it and committed, so a Snakemake user
 rules with named ``input``, ``output``, ``log``, ``benchmark``, ``params`` and ``shell``, and a
 test fails when they are stale. Generated rules read every parameter value from ``config`` when
 Snakemake parses them, so editing ``params.yaml`` (an attack list, a variant) needs no
-regeneration; editing a stage in ``dvc.yaml`` does. A stage's ``meta.priority`` names a helper of
-``workflow/rules/common.smk`` that gives each job its Snakemake priority (DVC runs stages in order):
+regeneration; editing a stage in ``dvc.yaml`` does. A stage's ``meta.priority`` is its Snakemake
+priority, a number or the name of a helper of ``workflow/rules/common.smk`` that gives one per job
+(DVC runs stages in order):
 
     python -m advrecover.rules            # rewrite workflow/rules/*.smk from dvc.yaml
 """

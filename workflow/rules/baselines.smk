@@ -45,6 +45,7 @@ rule victim_robust:
     threads: stage_threads()
     conda:
         "../envs/advrecover.yaml"
+    priority: 1
     shell:
         "advrecover victim_robust --params params.yaml --pools data/pools --victim models/victim.pt --model models/victim_robust.pt --metrics metrics/victim_robust.json --history metrics/victim_robust_train.csv --log logs/victim_robust.log"
 
