@@ -85,8 +85,9 @@ detector's calibration split), with its exact 95% (Clopper-Pearson) interval in 
 Transfer: the stored attacks made against the bare victim, those within the budget. Routes: full
 = exact gradient through the defence; bpda = the defence forward, identity backward (Athalye et
 al. 2018); bpda_surrogate = the defence's own differentiable approximation backward. Each route
-runs every gradient attack of the row's `attacks` column (EOT over the defence's randomness where
-it has any); its figure counts an image robust only if it survives all of them. square: every
+runs every gradient attack of the row's `attacks` column in turn (EOT over the defence's
+randomness where it has any), each on the images the earlier ones left robust (the cascade); its
+figure counts an image robust only if it survives all of them. square: every
 gradient attack, then the gradient-free Square attack through the defence's real forward pass on
 the images they left robust (AutoAttack's order). A random defence (draws >
 1) answers every image in that many fresh draws, and an image counts as robust only if every
