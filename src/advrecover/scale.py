@@ -26,7 +26,6 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 MODES = ("train", "grad", "forward")
 
@@ -87,13 +86,15 @@ class FlopCount(TorchDispatchMode):
     FlopCounterMode's per-module tracking fails inside custom autograd Functions such as BPDA)."""
 
     def __init__(self):
+        from torch.utils.flop_counter import flop_registry  # imports torch.export: here, not in every stage job
+
         super().__init__()
-        self.total = 0
+        self.total, self.formulas = 0, flop_registry
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = flop_registry.get(func._overloadpacket)
+        formula = self.formulas.get(func._overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out

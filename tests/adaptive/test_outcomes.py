@@ -90,6 +90,24 @@ def test_the_worst_case_ands_every_run_and_each_draw():
     assert O.mean_over_draws([outside], clean) == (2 + 1 + 1) / 6
 
 
+def test_transfer_images_outside_the_ball_are_not_judged(victim_and_images):
+    """A transfer image outside the threat model's ball counts as robust in every figure, so the
+    stage spends no defended answer on it (prediction -1 in the records); the transfer figure is
+    the one judging every image gives."""
+    _, x, y = victim_and_images
+    far = x.clone()
+    far[::2] = 1 - far[::2]  # every other image far outside the 16/255 ball
+    far[1::2] = (far[1::2] + LINF["eps"] / 2).clamp(0, 1)
+    att = attacker(victim_and_images, Blackout(0.0))
+    row, runs = everything(att, x, y, transfer={"far": far})
+    run, clean = next(r for r in runs if r.kind == "transfer"), next(r for r in runs if r.kind == "clean")
+    inside = O.norms(x, far, "Linf") <= LINF["eps"]
+    assert list(inside) == [i % 2 == 1 for i in range(len(x))]
+    assert (run.judged.pred[~inside] == -1).all() and (run.judged.pred[inside] >= 0).all()
+    every = att.judge(far, y, 0).robust | ~inside
+    assert 0 < row["transfer"] == (clean.ok & every).mean() < row["clean"]
+
+
 def test_detection_counts_only_perturbed_images():
     """An image the attack left unchanged is no attacked image: flagged or not, it does not count."""
     run = O.Run("attack", "full", "apgd", 0.03, np.array([0.0, 0.03, 0.03, 0.03]), np.ones(4, bool),

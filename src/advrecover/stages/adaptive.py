@@ -7,7 +7,8 @@ the batch's global index, so a unit's outcome does not depend on the sharding an
 resumes from its finished units (:mod:`advrecover.adaptive.units`). For each model of the defence
 (``adaptive.train_sets`` for a per-attack defence) and each threat model, on each batch:
 
-* clean and transfer (the stored adversarial images, made against the bare victim): judged only;
+* clean and transfer (the stored adversarial images, made against the bare victim): judged only,
+  the transfer images only where they lie in the threat model's ball (no figure counts the others);
 * each gradient route that applies (:mod:`advrecover.adaptive.routes`): the gradient attacks of
   ``adaptive.attacks`` in order, EOT (``adaptive.eot`` samples) for a random defence; with
   ``adaptive.cascade`` each attack runs only on the images every earlier attack of the route left
@@ -366,8 +367,9 @@ def main_units(t: Threat, clean: O.Run, routes: list[str]) -> dict[str, np.ndarr
     """Transfer, every route's gradient attacks, the gradient-free attacks on what they left, and the
     detection-aware PGD, on one batch; returns, per route, the images its attacks left robust."""
     att, batch, threat = t.att, t.batch, t.threat
-    for column, adv in batch.transfer.items():
-        t.add(lambda adv=adv, column=column: att.outcome("transfer", "", column, threat["eps"], threat, batch, adv))
+    for column, adv in batch.transfer.items():  # judged in budget only: an image outside counts as robust
+        t.add(lambda adv=adv, column=column: att.outcome("transfer", "", column, threat["eps"], threat, batch, adv,
+                                                         within(batch.x, adv, threat)))
     survivors = {route: t.cascade("attack", route, gradient_attacks(att, threat, att.cfg.attacks), clean.ok.copy())
                  for route in routes}
     left = np.logical_and.reduce([clean.ok, *survivors.values()])
