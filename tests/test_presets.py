@@ -42,7 +42,7 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
     assert (reversal["eps"], reversal["step"], reversal["steps"]) == (0.0627451, 0.0078431, 40)
     assert set(reversal["tasks"]) == {"contrastive", "inpainting", "rotation"}
     assert set(p["adaptive"]["per_defence"]) == {"reversal_contrastive", "reversal_multitask"}
-    assert all(set(b) == {"n", "batch_size"} for b in p["adaptive"]["per_defence"].values())  # attacks: full
+    assert all(budget == REVERSAL for budget in p["adaptive"]["per_defence"].values())  # Croce et al. 2022's
     assert (p["sample"]["image_size"], cae["layout"], cae["precision"], aae["precision"]) == (32, "pixels", "bfloat16",
                                                                                                "bfloat16")
     assert (p["victim"]["mode"], p["victim"]["widths"], p["victim"]["blocks"]) == ("train", [64, 128, 256, 512],
@@ -112,8 +112,9 @@ REDUCED = {
                  "checks": {**STEPS, "eps_sweep": [0.5, 1.0]},
                  "threats": params_mod.Replace({"linf": {"norm": "Linf", "eps": 0.0313725}}),
                  "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}}),
-                 "per_defence": {"reversal_contrastive": params_mod.Drop(),
-                                 "reversal_multitask": {"n": 2, "batch_size": 2}}},
+                 "per_defence": {"reversal_contrastive": params_mod.Drop(), "reversal_multitask": {
+                     "n": 2, "batch_size": 2, "checks": STEPS,
+                     "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}})}}},
 }
 
 
@@ -162,10 +163,16 @@ MOVED = {"paper": [("evaluate", "defences", "reversal_contrastive")], "tiny": []
 # robustness there); the paper keeps flips and trains from scratch at full budget. The adaptive stage
 # became sharded and cascaded (adaptive.shards: the paper's 4 shards per defence; adaptive.cascade),
 # and the tiny configuration attacks in batches of 8 (two units per run, two shards in the tests).
+# The paper's reversals are attacked with APGD-CE/DLR and Square, checks on 50 images (a shard within
+# a day in benchmarks/scale.py).
 ADAPTIVE = {("adaptive", "cascade"): True}
+REVERSAL = {"n": 200, "batch_size": 16, "checks": {"n": 50}, "attacks": {
+    "apgd_ce": {"method": "apgd", "loss": "ce", "steps": 100}, "apgd_dlr": {"method": "apgd", "loss": "dlr", "steps": 100},
+    "square": {"method": "square", "n_queries": 5000}}}
 CHANGED = {
     "paper": {("victim", "augment"): "crop_flip", ("robust_victim", "warmup"): 0, ("robust_victim", "init"): "scratch",
-              ("robust_victim", "lr"): 0.1, ("adaptive", "shards"): [0, 1, 2, 3], **ADAPTIVE},
+              ("robust_victim", "lr"): 0.1, ("adaptive", "shards"): [0, 1, 2, 3], **ADAPTIVE,
+              **{("adaptive", "per_defence", row): REVERSAL for row in ("reversal_contrastive", "reversal_multitask")}},
     "tiny": {("victim", "augment"): "crop", ("robust_victim", "warmup"): 2, ("robust_victim", "init"): "victim",
              ("robust_victim", "lr"): 0.1,
              ("robust_victim", "attack"): {"method": "pgd", "eps": 0.0313725, "alpha": 0.0261438, "steps": 3},
