@@ -34,9 +34,10 @@ def test_attacks(ws):
     assert "fgsm" in out
 
 
-def test_reversal(ws):
-    out = run(ws, "benchmarks/reversal.py", "--n", "4", "--steps", "1")
-    assert "| reversal_contrastive | 1 |" in out
+def test_test_time(ws):
+    out = run(ws, "benchmarks/test_time.py", "--n", "4", "--steps", "1", "--diffpure", "20,2")
+    assert "| reversal_contrastive | steps 1 |" in out
+    assert "| diffpure | t_star 20 steps 2 checkpointed False |" in out
 
 
 def test_pipeline(ws):

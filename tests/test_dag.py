@@ -64,7 +64,8 @@ def test_snakemake_rules_equal_dvc_stages(tmp_path, extra):
     assert jobs == stages
     assert prioritised(plan) == {"victim_robust"} | {f"{r}@{d}" for r, d in (
         ("evaluate", "nrp_dynamic"), ("evaluate", "reversal_contrastive"), ("evaluate", "reversal_multitask"),
-        ("adaptive", "nrp_dynamic-0"), ("adaptive", "reversal_contrastive-0"), ("adaptive", "reversal_multitask-0"))}
+        ("evaluate", "diffpure"), ("adaptive", "nrp_dynamic-0"), ("adaptive", "reversal_contrastive-0"),
+        ("adaptive", "reversal_multitask-0"), ("adaptive", "diffpure-0"))}
     assert {"sample", "victim", "attack@test-fgsm-0", "attack_merge@aae-cw"} <= set(stages)
     assert not extra or "copy@test-b" in stages
     # the params each stage depends on are the same keys under both runners

@@ -103,6 +103,9 @@ def test_snakefile_validates_against_the_same_schema(tmp_path, params, edit, exp
     (lambda p: p["adaptive"]["attacks"]["apgd_ce"].__setitem__("method", "magic"), "adaptive.attacks.apgd_ce.method: unknown"),
     (lambda p: p["adaptive"]["per_defence"].__setitem__("none", {"attacks": {"sq": {"method": "square", "queries": 3}}}),
      "adaptive.per_defence.none.attacks.sq.queries: square takes no"),
+    (lambda p: p["evaluate"]["defences"]["diffpure"].__setitem__("t_star", 50), "evaluate.defences.diffpure.t_star: 50 is"),
+    (lambda p: p["diffusion"]["model"].__setitem__("groups", 3), "diffusion.model.groups: 3 must divide"),
+    (lambda p: p["evaluate"]["defences"]["diffpure"].pop("steps"), "evaluate.defences.diffpure: diffpure needs"),
 ])
 def test_recovery_cross_checks_name_the_key(params, edit, message):
     edit(params)

@@ -156,6 +156,8 @@ def test_tiny_preset_is_valid_and_shares_the_default_keys():
 COMPLETE = "5363bb7"  # the last commit whose presets were complete files
 # Intended differences since COMPLETE: see CHANGED below.
 MOVED = {"paper": [], "tiny": []}
+# Added since COMPLETE, in both presets: the diffusion model (section diffusion) and the diffpure row.
+ADDED = [("diffusion",), ("evaluate", "defences", "diffpure")]
 # The built-in task became digits (an SVHN analogue), so the victim's augmentation names its kind
 # (digits must not be flipped) and adversarial training fine-tunes the victim with a warmed-up
 # budget (a 3-step PGD, Madry et al.'s adversary, since FGSM with a random start left too little
@@ -188,6 +190,12 @@ def _move_to_end(tree: dict, path: tuple) -> None:
     parent[path[-1]] = parent.pop(path[-1])
 
 
+def _get(tree: dict, path: tuple):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def _set(tree: dict, path: tuple, value) -> None:
     for key in path[:-1]:
         tree = tree[key]
@@ -206,7 +214,7 @@ def _ordered(node):
 @pytest.mark.parametrize("name", ["paper", "tiny"])
 def test_the_overlays_reproduce_the_complete_presets_they_replaced(name):
     """Each overlay on today's params.yaml gives that commit's complete preset, value for value (and
-    in the order of every collection of named entries, but for MOVED), but for CHANGED."""
+    in the order of every collection of named entries, but for MOVED), but for CHANGED and ADDED."""
     def show(path):
         res = subprocess.run(["git", "show", f"{COMPLETE}:{path}"], cwd=REPO, capture_output=True, text=True)
         if res.returncode:
@@ -215,6 +223,8 @@ def test_the_overlays_reproduce_the_complete_presets_they_replaced(name):
 
     overlay = yaml.load((REPO / f"configs/{name}.yaml").read_text(), Loader=params_mod.OverlayLoader)
     merged, complete = params_mod.merge(params_mod.read(REPO / "params.yaml"), overlay), show(f"configs/{name}.yaml")
+    for path in ADDED:
+        _set(complete, path, _get(merged, path))
     for path in MOVED[name]:
         _move_to_end(complete, path)
     for path, value in CHANGED[name].items():

@@ -85,6 +85,14 @@ def _train_ssl(args, p, device):
                   progress=not args.quiet)
 
 
+
+def _train_diffusion(args, p, device):
+    from .stages import train_diffusion
+
+    train_diffusion.run(**train_diffusion.from_params(p, args), pool_path=args.pool, device=device,
+                        model_path=args.model, history_path=args.history, metrics_path=args.metrics,
+                        progress=not args.quiet)
+
 def _evaluate(args, p, device):
     from .stages import evaluate
 
@@ -140,7 +148,8 @@ BUILDS = {"victim_robust": ("attacks",), "attack": ("attacks",), "train_purifier
           "train_ssl": ("ssl",), "evaluate": ("defences",), "adaptive": ("defences", "adaptive"),
           "report": ("defences",)}
 POOLS = ("--pools", "directory holding the pool files")
-MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, ssl/, victim_robust.pt)")
+MODELS = ("--models", "directory holding the defences' models (cae/, aae/, purifiers/, ssl/, diffusion/, "
+                      "victim_robust.pt)")
 VICTIM = ("--victim", "victim state dict")
 HISTORY = ("--history", "output CSV: per-epoch loss terms")
 # stage -> (help, handler, its arguments: (flag, help) for a required path, (flag, argparse kwargs) otherwise)
@@ -178,6 +187,10 @@ STAGES = {
     "train_ssl": ("train one self-supervised head of ssl.tasks without labels", _train_ssl, [
         ("--task", "a key of ssl.tasks"), ("--pool", "the pool file of ssl.pool"), VICTIM,
         ("--model", "output head (.pt)"), HISTORY, ("--metrics", "output JSON: the head's loss before and after")]),
+    "train_diffusion": ("train the denoising diffusion model of the diffpure defences without labels",
+                        _train_diffusion, [
+        ("--pool", "the pool file of diffusion.pool"), ("--model", "output diffusion model (.pt)"), HISTORY,
+        ("--metrics", "output JSON: the denoising loss before and after")]),
     "evaluate": ("one defence against every test column, both protocols", _evaluate, [
         ("--defence", "a key of evaluate.defences"), ("--pool", "the evaluated pool file"),
         ("--adversarial", "directory holding the pool's <attack>.h5 sets"),

@@ -180,6 +180,22 @@ def _check_self_supervision(params: dict) -> None:
     unknown = [d for d in params["adaptive"]["per_defence"] if d not in defences]
     if unknown:
         raise ParamsError(f"adaptive.per_defence: {unknown} are not defences of evaluate.defences {sorted(defences)}")
+    _check_diffusion(params)
+
+
+def _check_diffusion(params: dict) -> None:
+    """A trained diffusion model denoises only the timesteps 1..t_max it saw; the widths must split into
+    its GroupNorm groups."""
+    d = params["diffusion"]
+    if any(w % d["model"]["groups"] for w in d["model"]["widths"]):
+        raise ParamsError(f"diffusion.model.groups: {d['model']['groups']} must divide every width {d['model']['widths']}")
+    if d["train"]["t_max"] >= d["model"]["timesteps"]:
+        raise ParamsError(f"diffusion.train.t_max: {d['train']['t_max']} must be below diffusion.model.timesteps "
+                          f"{d['model']['timesteps']}")
+    for name, spec in params["evaluate"]["defences"].items():
+        if spec["method"] == "diffpure" and not d["pretrained"] and spec.get("t_star", 0) > d["train"]["t_max"]:
+            raise ParamsError(f"evaluate.defences.{name}.t_star: {spec['t_star']} is beyond the timesteps "
+                              f"the diffusion model is trained on (diffusion.train.t_max: {d['train']['t_max']})")
 
 
 def check_paths(params: dict) -> None:

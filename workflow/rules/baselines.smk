@@ -144,3 +144,38 @@ rule train_ssl:
         task=choices(config["ssl"]["tasks"]),
     shell:
         "advrecover train_ssl --params params.yaml --task {wildcards.task} --pool data/pools/{params.ssl_pool}.h5 --victim models/victim.pt --model models/ssl/{wildcards.task}.pt --history metrics/train/ssl/{wildcards.task}.csv --metrics metrics/train/ssl/{wildcards.task}.json --log logs/train_ssl/{wildcards.task}.log"
+
+
+rule train_diffusion:
+    """Train the denoising diffusion model of the diffpure defences (Nie et al. 2022; Ho, Jain and Abbeel 2020) without labels, or read a local pretrained one."""
+    input:
+        pools=f"data/pools/{config['diffusion']['pool']}.h5",
+        code=[
+            "src/advrecover/stages/train_diffusion.py",
+            "src/advrecover/models/diffusion.py",
+            "src/advrecover/models/victim.py",
+            "src/advrecover/models/resnet.py",
+            "src/advrecover/training.py",
+            "src/advrecover/data/pools.py",
+            "src/advrecover/data/tensors.py",
+            "src/advrecover/device.py",
+        ],
+    output:
+        outs=["models/diffusion/diffusion.pt"],
+        metrics=["metrics/train/diffusion.json"],
+        plots=[report("metrics/train/diffusion.csv", caption="../report/history.rst", category="Diffusion model", labels={"file": "diffusion.csv"})],
+    log:
+        "logs/train_diffusion.log",
+    benchmark:
+        "logs/benchmarks/train_diffusion.tsv",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        sample_image_size=config["sample"]["image_size"],
+        diffusion=config["diffusion"],
+        diffusion_pool=config["diffusion"]["pool"],
+    threads: stage_threads()
+    conda:
+        "../envs/advrecover.yaml"
+    shell:
+        "advrecover train_diffusion --params params.yaml --pool data/pools/{params.diffusion_pool}.h5 --model models/diffusion/diffusion.pt --history metrics/train/diffusion.csv --metrics metrics/train/diffusion.json --log logs/train_diffusion.log"

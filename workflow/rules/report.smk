@@ -35,6 +35,8 @@ rule report:
             "src/advrecover/defences/median.py",
             "src/advrecover/defences/adversarial_training.py",
             "src/advrecover/defences/reversal.py",
+            "src/advrecover/defences/diffpure.py",
+            "src/advrecover/models/diffusion.py",
             "src/advrecover/purifiers/__init__.py",
             "src/advrecover/purifiers/nrp.py",
             "src/advrecover/purifiers/pix2pix.py",
