@@ -53,7 +53,8 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
 
 def stand_in_datasets(ws, images: int = 3, wnids: int = 3, vgg: bool = True):
     """data/raw as the paper preset reads it: COCO train2017 JPEGs, the CIFAR-10 python batches,
-    ImageNet-R wnid folders (``images`` per class), and (``vgg``) a local VGG16 state dict (fresh weights)."""
+    ImageNet-R wnid folders (``images`` per class), and (``vgg``) a local VGG16 state dict and a local
+    diffusers DDPM directory (a tiny U-Net; fresh weights)."""
     for i in range(images * wnids):
         save_image(ws / f"data/raw/coco/train2017/{i:012d}.jpg", size=(48, 40), seed=i)
         save_image(ws / f"data/raw/imagenet-r/n0144353{i % wnids}/art_{i}.jpg", size=(40, 48), seed=100 + i)
@@ -64,6 +65,11 @@ def stand_in_datasets(ws, images: int = 3, wnids: int = 3, vgg: bool = True):
     import torchvision
 
     torch.save(torchvision.models.vgg16(weights=None).state_dict(), ws / "models/pretrained/vgg16.pth")
+    from advrecover.models import diffusion
+
+    spec = diffusion.DiffusionSpec(widths=(8, 8), layers=1, groups=4, timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    diffusion.unet(spec, 32).save_pretrained(ws / "models/pretrained/ddpm-cifar10", safe_serialization=True)
+    diffusion.schedule(spec).save_pretrained(ws / "models/pretrained/ddpm-cifar10")
 
 
 @pytest.mark.slow
@@ -75,9 +81,9 @@ def test_snakemake_plans_the_paper_dag_against_stand_in_datasets(tmp_path):
     counts = Counter(address.split("@")[0] for address in jobs)
     shards, adaptive_shards = len(paper()["attack"]["shards"]), len(paper()["adaptive"]["shards"])
     assert counts == {"sample": 1, "victim": 1, "attack": 2 * 7 * shards, "attack_merge": 2 * 7, "train_cae": 1,
-                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 13, "adaptive": 13 * adaptive_shards,
-                      "adaptive_merge": 13, "train_purifier": 2,
-                      "victim_robust": 1, "train_ssl": 3, "tables": 1, "report": 1}
+                      "train_aae": 7, "train_aae_mixed": 1, "evaluate": 14, "adaptive": 14 * adaptive_shards,
+                      "adaptive_merge": 14, "train_purifier": 2,
+                      "victim_robust": 1, "train_ssl": 3, "train_diffusion": 1, "tables": 1, "report": 1}
     assert "train_aae@faithful-cw" in jobs and "models/aae/faithful/cw.pt" in jobs["train_aae@faithful-cw"][2]
     assert "--variant faithful" in jobs["train_cae@faithful"][0]
 
@@ -90,7 +96,8 @@ RUN = ["fgsm", "pgd"]
 # seven attacks run and trained on (RUN: pgd for the adaptive stage's pgd AAE, and fgsm: the unseen
 # protocol evaluates each attack with the AAE of another, so it needs two), one JPEG
 # quality of three (jpeg_50 and jpeg_20 are jpeg_75's code with another number) and one reversal of
-# two (reversal_contrastive is reversal_multitask's code with one of its three heads). Each further
+# two (reversal_contrastive is reversal_multitask's code with one of its three heads); DiffPure's
+# reverse chain in 2 DDIM steps of a stand-in local DDPM directory (tiny U-Net). Each further
 # attack adds five jobs of the same stages, each defence two (8-70 s a job); every attack and
 # defence method has its unit tests, and the plan test above counts the full DAG. Kept: every
 # stage, defence method and head, and the architecture: image size, layout, widths, depths,
@@ -106,7 +113,8 @@ REDUCED = {
     "recovery": {"train_on": RUN, **{part: {"faithful": {"epochs": 1, "batch_size": 4}} for part in ("cae", "aae")}},
     "purifiers": {name: {"train": {"epochs": 1, "batch_size": 4}} for name in ("nrp", "pix2pix")},
     "ssl": {"train": {"epochs": 1, "batch_size": 4}},
-    "evaluate": {"batch_size": 8, "defences": {"reversal_multitask": STEPS, **{name: params_mod.Drop() for name in (
+    "evaluate": {"batch_size": 8, "defences": {"reversal_multitask": STEPS, "diffpure": {"steps": 2},
+                                               **{name: params_mod.Drop() for name in (
         "reversal_contrastive", "jpeg_50", "jpeg_20")}}},
     "adaptive": {"n": 2, "batch_size": 2, "shards": [0], "eot": 1, "draws": 1, "detection_aware": STEPS,
                  "checks": {**STEPS, "eps_sweep": [0.5, 1.0]},

@@ -67,6 +67,20 @@ def load(path: str | Path) -> tuple[UNet2DModel, DDPMScheduler, int]:
     return model.eval().requires_grad_(False), DDPMScheduler.from_config(state["scheduler_config"]), state["t_max"]
 
 
+# Ho et al.'s CIFAR-10 DDPM (35.7M parameters; diffusers' google/ddpm-cifar10-32 layout): what
+# benchmarks/scale.py costs for a pretrained model whose directory is not on this machine
+CIFAR10_DDPM = {"sample_size": 32, "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
+                "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]}
+
+
+def pretrained_architecture(directory: str | Path) -> UNet2DModel:
+    """A fresh-weight U-Net of the pretrained model's architecture (its ``config.json``; where the directory
+    is absent, :data:`CIFAR10_DDPM`): for costing a job, never for purifying."""
+    config = Path(directory) / "config.json"
+    return UNet2DModel.from_config(UNet2DModel.load_config(config) if config.is_file() else CIFAR10_DDPM)
+
+
 def load_pretrained(directory: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
     """A pretrained diffusers DDPM in a local ``directory`` (the U-Net's ``config.json`` and safetensors
     weights, ``scheduler_config.json``): never downloaded, never unpickled."""

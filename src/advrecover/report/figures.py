@@ -59,7 +59,7 @@ def robust_accuracy(adaptive: pd.DataFrame, labels: list[str]):
 
 
 def training(histories: dict[str, dict[str, pd.DataFrame]]):
-    """One panel per trainer (victim, CAE, AAE, purifiers, self-supervised heads): the loss of
+    """One panel per trainer (victim, CAE, AAE, purifiers, self-supervised heads, diffusion model): the loss of
     every run per epoch, from the trainers' history CSVs."""
     fig, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.2), squeeze=False)
     for ax, (trainer, runs) in zip(axes[0], histories.items()):

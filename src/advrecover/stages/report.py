@@ -34,7 +34,7 @@ FIGURES = ("robust_accuracy", "grid", "training")
 ABLATIONS = {"lambda": ("Fig. 4: lambda1 x lambda2", "make ablation-lambda", figures.ablation_lambda),
              "depth": ("Fig. 5: CAE and AAE depth", "make ablation-depth", figures.ablation_depth)}
 TRAINERS = {"victim": "victim", "cae": "CAE (eq. 1)", "aae": "AAE (eq. 2-6)", "purifiers": "purifiers",
-            "ssl": "self-supervised heads"}
+            "ssl": "self-supervised heads", "diffusion": "diffusion model (eq. 14)"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def histories(p: dict, metrics_dir: str | Path) -> dict[str, dict[str, Path]]:
             "cae": {v: m / "train/cae" / f"{v}.csv" for v in rec["variants"]},
             "aae": {f"{v}/{t}": m / "train/aae" / v / f"{t}.csv" for v in rec["variants"] for t in sets},
             "purifiers": {name: m / "train/purifiers" / f"{name}.csv" for name in p["purifiers"]},
-            "ssl": {name: m / "train/ssl" / f"{name}.csv" for name in p["ssl"]["tasks"]}}
+            "ssl": {name: m / "train/ssl" / f"{name}.csv" for name in p["ssl"]["tasks"]},
+            "diffusion": {"diffusion": m / "train/diffusion.csv"}}
 
 
 def artifacts(p: dict, *, pools_dir, adversarial_dir, victim_path, models_dir) -> list[Path]:
@@ -74,7 +75,7 @@ def artifacts(p: dict, *, pools_dir, adversarial_dir, victim_path, models_dir) -
             *(models / "cae" / f"{v}.pt" for v in rec["variants"]),
             *(models / "aae" / v / f"{t}.pt" for v in rec["variants"] for t in [*rec["train_on"], "mixed"]),
             *(models / "purifiers" / f"{name}.pt" for name in p["purifiers"]),
-            *(models / "ssl" / f"{name}.pt" for name in p["ssl"]["tasks"])]
+            *(models / "ssl" / f"{name}.pt" for name in p["ssl"]["tasks"]), models / "diffusion" / "diffusion.pt"]
 
 
 def grid_figure(cfg: ReportConfig, evaluated: Evaluated, *, pool_path, adversarial_dir, victim, victim_path,

@@ -108,15 +108,15 @@ def run(*, spec: diffusion.DiffusionSpec, cfg: DiffusionTraining, pretrained: st
 
 def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     """``epochs`` Adam passes of the denoising loss over the pool, and the loss before and after. Writes
-    the fresh-weight U-Net (or the pretrained one)."""
+    a fresh-weight U-Net of the trained (or the pretrained) architecture."""
     job_cfg = from_params(p, job.args)
     cfg, size = job_cfg["cfg"], job_cfg["image_size"]
+    scheduler = diffusion.schedule(job_cfg["spec"])
     if job_cfg["pretrained"]:
-        unet, scheduler = diffusion.load_pretrained(job_cfg["pretrained"])
-        epochs, t_max = 0, int(scheduler.config.num_train_timesteps)
+        unet = diffusion.pretrained_architecture(job_cfg["pretrained"])  # read where the user keeps it
+        epochs, t_max = 0, job_cfg["spec"].timesteps
     else:
-        unet, scheduler = diffusion.unet(job_cfg["spec"], size), diffusion.schedule(job_cfg["spec"])
-        epochs, t_max = cfg.epochs, cfg.t_max
+        unet, epochs, t_max = diffusion.unet(job_cfg["spec"], size), cfg.epochs, cfg.t_max
     diffusion.save(job.path(job.args.model), unet, scheduler, t_max)
     n, shape = p["sample"]["pools"][p["diffusion"]["pool"]]["n"], (3, size, size)
     loss = lambda x: denoising_loss(unet, scheduler, x, t_max)  # noqa: E731
