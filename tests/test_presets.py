@@ -41,8 +41,11 @@ def test_paper_preset_is_valid_and_sets_the_paper_values():
     reversal = p["evaluate"]["defences"]["reversal_multitask"]
     assert (reversal["eps"], reversal["step"], reversal["steps"]) == (0.0627451, 0.0078431, 40)
     assert set(reversal["tasks"]) == {"contrastive", "inpainting", "rotation"}
-    assert set(p["adaptive"]["per_defence"]) == {"reversal_contrastive", "reversal_multitask"}
-    assert all(budget == REVERSAL for budget in p["adaptive"]["per_defence"].values())  # Croce et al. 2022's
+    budgets = p["adaptive"]["per_defence"]  # Croce et al. 2022's attacks; diffpure's 100-step chain on fewer images
+    assert budgets == {"reversal_contrastive": REVERSAL, "reversal_multitask": REVERSAL,
+                       "diffpure": {**REVERSAL, "n": 128, "checks": {"n": 32}}}
+    diffpure = p["evaluate"]["defences"]["diffpure"]
+    assert (diffpure["t_star"], diffpure["steps"], p["diffusion"]["pretrained"]) == (100, 100, "models/pretrained/ddpm-cifar10")
     assert (p["sample"]["image_size"], cae["layout"], cae["precision"], aae["precision"]) == (32, "pixels", "bfloat16",
                                                                                                "bfloat16")
     assert (p["victim"]["mode"], p["victim"]["widths"], p["victim"]["blocks"]) == ("train", [64, 128, 256, 512],
@@ -172,8 +175,9 @@ ADDED = [("diffusion",), ("evaluate", "defences", "diffpure")]
 # robustness there); the paper keeps flips and trains from scratch at full budget. The adaptive stage
 # became sharded and cascaded (adaptive.shards: the paper's 4 shards per defence; adaptive.cascade),
 # and the tiny configuration attacks in batches of 8 (two units per run, two shards in the tests).
-# The paper's reversals are attacked with APGD-CE/DLR and Square, checks on 50 images (a shard within
-# a day in benchmarks/scale.py).
+# The paper's reversals and diffpure are attacked with APGD-CE/DLR and Square on 200 images (diffpure,
+# whose every gradient runs through a 100-step chain: 128), checks on 50 (32): a shard within a day in
+# benchmarks/scale.py.
 ADAPTIVE = {("adaptive", "cascade"): True}
 REVERSAL = {"n": 200, "batch_size": 16, "checks": {"n": 50}, "attacks": {
     "apgd_ce": {"method": "apgd", "loss": "ce", "steps": 100}, "apgd_dlr": {"method": "apgd", "loss": "dlr", "steps": 100},
@@ -181,7 +185,8 @@ REVERSAL = {"n": 200, "batch_size": 16, "checks": {"n": 50}, "attacks": {
 CHANGED = {
     "paper": {("victim", "augment"): "crop_flip", ("robust_victim", "warmup"): 0, ("robust_victim", "init"): "scratch",
               ("robust_victim", "lr"): 0.1, ("adaptive", "shards"): [0, 1, 2, 3], **ADAPTIVE,
-              **{("adaptive", "per_defence", row): REVERSAL for row in ("reversal_contrastive", "reversal_multitask")}},
+              **{("adaptive", "per_defence", row): REVERSAL for row in ("reversal_contrastive", "reversal_multitask")},
+              ("adaptive", "per_defence", "diffpure"): {**REVERSAL, "n": 128, "checks": {"n": 32}}},
     "tiny": {("victim", "augment"): "crop", ("robust_victim", "warmup"): 2, ("robust_victim", "init"): "victim",
              ("robust_victim", "lr"): 0.1,
              ("robust_victim", "attack"): {"method": "pgd", "eps": 0.0313725, "alpha": 0.0261438, "steps": 3},

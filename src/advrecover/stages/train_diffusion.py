@@ -1,11 +1,12 @@
 """Stage ``train_diffusion``: the denoising diffusion model of the ``diffpure`` defence (Nie et al.
-2022), trained without labels on the clean images of the pool ``diffusion.pool`` (default ``cae``):
+2022), trained without labels on the clean images of the pool ``diffusion.pool`` (the victim's):
 the noise-prediction loss ||eps - eps_theta(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t)||^2 of Ho, Jain
 and Abbeel (2020, eq. 14), Adam through :func:`advrecover.training.fit`. Purification only denoises
 from a small t*, so t is drawn uniformly from 1..``diffusion.train.t_max`` rather than 1..T (every
 ``diffpure`` row's ``t_star`` must lie within it). With ``diffusion.pretrained`` (a local diffusers
 directory: the paper preset's CIFAR-10 DDPM) nothing is trained: that model is checked and written
-in the same format, its loss measured on the pool.
+in the same format. The loss before and after is measured on a seeded subset of the pool
+(:data:`LOSS_IMAGES`), with the same timesteps and noise both times.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..io import atomic_path, config_digest, write_json
 from ..models import diffusion
 
 log = logging.getLogger(__name__)
+
+LOSS_IMAGES = 1024  # images of the before/after loss: a progress figure, not worth two passes over 8,000
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,15 @@ def denoising_loss(unet, scheduler, x: torch.Tensor, t_max: int) -> torch.Tensor
 
 
 def mean_loss(unet, scheduler, images: torch.Tensor, batch_size: int, t_max: int, seed: int, device) -> float:
-    """The loss over ``images`` with seeded timesteps and noise (the same draws before and after training)."""
+    """The loss over a seeded subset of ``images`` (:data:`LOSS_IMAGES`) with seeded timesteps and
+    noise: the same draws before and after training."""
+    gen = torch.Generator().manual_seed(seed)
+    subset = images[torch.randperm(len(images), generator=gen)[:LOSS_IMAGES]]
     torch.manual_seed(seed)
     with torch.no_grad():
         total = sum(float(denoising_loss(unet, scheduler, b.to(device), t_max)) * len(b)
-                    for b in images.split(batch_size))
-    return total / len(images)
+                    for b in subset.split(batch_size))
+    return total / len(subset)
 
 
 def train(unet, scheduler, images: torch.Tensor, cfg: DiffusionTraining, seed: int, device, history_path,
@@ -98,7 +104,7 @@ def run(*, spec: diffusion.DiffusionSpec, cfg: DiffusionTraining, pretrained: st
         train(unet, scheduler, images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
               progress)
     diffusion.save(model_path, unet, scheduler, t_max)
-    metrics = {"n": len(images), "t_max": t_max, "pretrained": bool(pretrained),
+    metrics = {"n": len(images), "loss_n": min(len(images), LOSS_IMAGES), "t_max": t_max, "pretrained": bool(pretrained),
                "loss_untrained": round(before, 6),
                "loss": round(mean_loss(unet, scheduler, images, cfg.batch_size, t_max, seed, device), 6)}
     write_json(metrics_path, metrics)
@@ -121,4 +127,5 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     n, shape = p["sample"]["pools"][p["diffusion"]["pool"]]["n"], (3, size, size)
     loss = lambda x: denoising_loss(unet, scheduler, x, t_max)  # noqa: E731
     return [scale.Load("training", loss, (unet,), "train", cfg.batch_size, n * epochs, shape, slots=2),
-            scale.Load("loss before and after", loss, (unet,), "forward", cfg.batch_size, 2 * n, shape)]
+            scale.Load("loss before and after", loss, (unet,), "forward", cfg.batch_size,
+                       2 * min(n, LOSS_IMAGES), shape)]
