@@ -123,9 +123,10 @@ REDUCED = {
                  "checks": {**STEPS, "eps_sweep": [0.5, 1.0]},
                  "threats": params_mod.Replace({"linf": {"norm": "Linf", "eps": 0.0313725}}),
                  "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}}),
-                 "per_defence": {"reversal_contrastive": params_mod.Drop(), "reversal_multitask": {
+                 "per_defence": {"reversal_contrastive": params_mod.Drop(), **{row: {
                      "n": 2, "batch_size": 2, "checks": STEPS,
-                     "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}})}}},
+                     "attacks": params_mod.Replace({"apgd_ce": {"method": "apgd", "loss": "ce", "steps": 1}})}
+                     for row in ("reversal_multitask", "diffpure")}}},
 }
 
 
@@ -136,6 +137,7 @@ def test_the_paper_preset_runs_end_to_end_at_its_architecture(tmp_path):
     U-Net and the three heads, read from the datasets' own formats."""
     params = params_mod.merge(paper(), REDUCED)  # the overlay mechanism of configs/*.yaml
     assert list(params["adaptive"]["threats"]) == ["linf"] and list(params["adaptive"]["attacks"]) == ["apgd_ce"]
+    assert all(list(budget["attacks"]) == ["apgd_ce"] for budget in params["adaptive"]["per_defence"].values())
     ws = copy_repo(tmp_path / "ws", params)
     stand_in_datasets(ws)
     sh(["snakemake", "--cores", "2"], ws, timeout=2400)

@@ -73,7 +73,7 @@ def test_script_costs_every_job_and_fails_a_job_over_the_limit(tmp_path, capsys)
     frame = pd.read_csv(csv)
     stages = {job.split("@")[0] for job in frame.job}
     assert stages == {"victim", "victim_robust", "attack", "train_cae", "train_aae", "train_aae_mixed",
-                      "train_purifier", "train_ssl", "evaluate", "adaptive"}  # not the merges: no network runs
+                      "train_purifier", "train_ssl", "train_diffusion", "evaluate", "adaptive"}  # not the merges
     assert (frame.GFLOP_per_image > 0).all() and (frame.peak_GB > 0).all()
     assert "whole DAG" in capsys.readouterr().out
     limit = frame.peak_GB.median()

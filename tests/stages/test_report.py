@@ -20,7 +20,9 @@ def test_histories_and_artifacts_follow_the_params(params):
                              victim_path="models/victim.pt", models_dir="models")
     assert Path("data/adversarial/aae/pgd_8.h5") in files and Path("models/aae/default/mixed.pt") in files
     assert len(files) == len(set(files)) == (len(params["sample"]["pools"]) + 2 * len(params["attack"]["run"]) + 2
-                                              + 1 + len(sets) + len(params["purifiers"]) + len(params["ssl"]["tasks"]))
+                                              + 1 + len(sets) + len(params["purifiers"]) + len(params["ssl"]["tasks"])
+                                              + 1)  # the diffusion model
+    assert Path("models/diffusion/diffusion.pt") in files
 
 
 def test_ablations_are_drawn_when_their_csv_exists_and_explained_otherwise(tmp_path):

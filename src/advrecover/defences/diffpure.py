@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler
 from torch.utils.checkpoint import checkpoint
 
 from ..models import diffusion
@@ -36,6 +35,8 @@ class DiffPure(Defence):
         if stride == 1:
             self.reverse_process = scheduler  # DDPM: each step t -> t - 1, with its posterior noise
         else:
+            from diffusers import DDIMScheduler  # imported here: seconds that no other defence should pay
+
             self.reverse_process = DDIMScheduler.from_config(scheduler.config)
             self.reverse_process.set_timesteps(total // stride)  # steps t -> t - stride
         self.timesteps = list(range(t_star, 0, -stride))

@@ -5,6 +5,8 @@
 A checkpoint (stage ``train_diffusion``) holds the U-Net's and the schedule's diffusers configs and
 the U-Net's weights, read back with ``weights_only``: the same file whether the U-Net was trained
 here or read from a pretrained diffusers directory (safetensors only, never downloaded).
+diffusers is imported where it is used: importing it takes seconds, and every stage that loads the
+defence registry would pay them.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
 from ..io import atomic_path, load_checkpoint
 from .victim import load_weights
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class DiffusionSpec:
 
 def unet(spec: DiffusionSpec, image_size: int) -> UNet2DModel:
     """The noise-prediction U-Net of ``spec`` for RGB images of ``image_size`` pixels."""
+    from diffusers import UNet2DModel
+
     levels = len(spec.widths)
     return UNet2DModel(sample_size=image_size, in_channels=3, out_channels=3, layers_per_block=spec.layers,
                        block_out_channels=tuple(spec.widths), norm_num_groups=spec.groups,
@@ -42,6 +50,8 @@ def unet(spec: DiffusionSpec, image_size: int) -> UNet2DModel:
 
 
 def schedule(spec: DiffusionSpec) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=spec.timesteps, beta_start=spec.beta_start, beta_end=spec.beta_end,
                          beta_schedule="linear")
 
@@ -60,6 +70,8 @@ def save(path: str | Path, model: UNet2DModel, scheduler: DDPMScheduler, t_max: 
 
 def load(path: str | Path) -> tuple[UNet2DModel, DDPMScheduler, int]:
     """The U-Net written by :func:`save` (eval mode, frozen), its schedule and its ``t_max``."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
     state = load_checkpoint(path, "diffusion model")
     if not {"unet_config", "scheduler_config", "t_max", "unet"} <= set(state):
         raise ValueError(f"diffusion model: {path} was not written by the train_diffusion stage")
@@ -77,6 +89,8 @@ CIFAR10_DDPM = {"sample_size": 32, "block_out_channels": [128, 256, 256, 256], "
 def pretrained_architecture(directory: str | Path) -> UNet2DModel:
     """A fresh-weight U-Net of the pretrained model's architecture (its ``config.json``; where the directory
     is absent, :data:`CIFAR10_DDPM`): for costing a job, never for purifying."""
+    from diffusers import UNet2DModel
+
     config = Path(directory) / "config.json"
     return UNet2DModel.from_config(UNet2DModel.load_config(config) if config.is_file() else CIFAR10_DDPM)
 
@@ -84,6 +98,8 @@ def pretrained_architecture(directory: str | Path) -> UNet2DModel:
 def load_pretrained(directory: str | Path) -> tuple[UNet2DModel, DDPMScheduler]:
     """A pretrained diffusers DDPM in a local ``directory`` (the U-Net's ``config.json`` and safetensors
     weights, ``scheduler_config.json``): never downloaded, never unpickled."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
     directory = Path(directory)
     missing = [f for f in ("config.json", "scheduler_config.json") if not (directory / f).is_file()]
     if missing:
