@@ -1,7 +1,10 @@
 """One registry for every family of methods (attacks, defences, and the families to come).
 
 A family registers builders explicitly by method name; ``params.yaml`` names *entries* (a
-``method`` and its parameters). The registry checks an entry before any work (unknown method,
+``method`` and its parameters). Methods come from the family's own modules and from other installed
+packages: a package that declares an entry point in the family's group (the family's package name,
+e.g. ``advrecover.defences``) is imported when the family loads, and registers its builders with the
+same ``register`` and the same declarations as ours. The registry checks an entry before any work (unknown method,
 a parameter the method does not take, a required one missing: each message names the params
 path) and builds it. A builder's signature is the one place its defaults live: it names the
 ``context`` arguments it uses (the model, a models directory; passed by name), the rest are the
@@ -13,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from importlib import metadata
 
 
 class Registry:
@@ -21,7 +25,7 @@ class Registry:
 
     def __init__(self, family: str, context: tuple[str, ...], required_traits: tuple[str, ...] = ()):
         self.family, self.context, self.builders, self.traits = family, context, {}, {}
-        self.required_traits = required_traits
+        self.required_traits, self.sources = required_traits, {}
 
     def register(self, name: str, **traits):
         """Register ``builder(*context, **parameters)`` under ``name``, with declared ``traits``
@@ -31,7 +35,10 @@ class Registry:
             raise TypeError(f"{self.family} {name!r}: register() must declare {missing}")
 
         def deco(builder):
-            self.builders[name], self.traits[name] = builder, traits
+            source = inspect.getsourcefile(builder)
+            if name in self.builders and self.sources[name] != source:
+                raise TypeError(f"{self.family} {name!r} is registered twice: in {self.sources[name]} and in {source}")
+            self.builders[name], self.traits[name], self.sources[name] = builder, traits, source
             return builder
 
         return deco
@@ -77,7 +84,23 @@ class Registry:
         return self.traits[method].get(name, default)
 
 
-def load_modules(package: str, path) -> None:
-    """Import every module of a family's package, so that each registers its methods."""
+def load_modules(package: str, path, registry: Registry) -> None:
+    """Import every module of a family's package, then every plugin of its entry-point group
+    (``package``), so that each registers its methods; a plugin whose entry point names no method
+    it registered is an error naming its distribution."""
     for mod in pkgutil.iter_modules(path):
         importlib.import_module(f"{package}.{mod.name}")
+    for entry in metadata.entry_points(group=package):
+        try:
+            entry.load()
+        except Exception as exc:
+            raise ImportError(f"{registry.family} plugin {entry.name!r} ({entry.value}, from "
+                              f"{_distribution(entry)}) failed to load: {exc}") from exc
+        if entry.name not in registry.builders:
+            raise ImportError(f"{registry.family} plugin {entry.name!r} ({entry.value}, from {_distribution(entry)}) "
+                              f"registered no {registry.family} named {entry.name!r}: decorate its builder with "
+                              f"{package}.register({entry.name!r}, ...)")
+
+
+def _distribution(entry) -> str:
+    return entry.dist.name if getattr(entry, "dist", None) else "an unnamed distribution"

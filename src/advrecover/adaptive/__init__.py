@@ -28,4 +28,4 @@ def build(spec: dict, model, norm: str, eps: float, eot_iter: int = 1):
     return REGISTRY.build(spec, model, norm, eps, eot_iter)
 
 
-load_modules(__name__, __path__)
+load_modules(__name__, __path__, REGISTRY)

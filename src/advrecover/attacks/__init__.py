@@ -34,4 +34,4 @@ def build(spec: dict, model):
     return REGISTRY.build(spec, model)
 
 
-load_modules(__name__, __path__)
+load_modules(__name__, __path__, REGISTRY)

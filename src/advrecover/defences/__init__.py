@@ -76,4 +76,4 @@ def build(spec: dict, models_dir: str | Path, train_set: str | None = None,
     return REGISTRY.build(spec, Path(models_dir), train_set, victim).eval()
 
 
-load_modules(__name__, __path__)
+load_modules(__name__, __path__, REGISTRY)

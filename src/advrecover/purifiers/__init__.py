@@ -87,4 +87,4 @@ def load_generator(path: str | Path) -> nn.Module:
     return generator.eval().requires_grad_(False)
 
 
-load_modules(__name__, __path__)
+load_modules(__name__, __path__, REGISTRY)

@@ -64,4 +64,4 @@ def load_head(path: str | Path, dim: int) -> Task:
     return head.eval().requires_grad_(False)
 
 
-load_modules(__name__, __path__)
+load_modules(__name__, __path__, REGISTRY)
