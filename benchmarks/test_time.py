@@ -46,22 +46,20 @@ from advrecover.models import victim as victims
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def paper_diffpure() -> DiffPure:
+def paper_diffpure(checkpointed: bool = True) -> DiffPure:
     """The paper preset's diffpure row on its pretrained U-Net's architecture, fresh weights."""
     paper = params_mod.read(ROOT / "configs/paper.yaml")
     spec = section(diffusion.DiffusionSpec, paper["diffusion"]["model"])
     row = paper["evaluate"]["defences"]["diffpure"]
     unet = diffusion.pretrained_architecture(ROOT / paper["diffusion"]["pretrained"]).eval().requires_grad_(False)
-    return DiffPure(unet, diffusion.schedule(spec), row["t_star"], row["steps"])
+    return DiffPure(unet, diffusion.schedule(spec), row["t_star"], row["steps"], checkpointed)
 
 
 def build(row: str, setting: dict, params: dict, victim):
     """The defence of ``row`` with ``setting`` (``architecture: paper``: :func:`paper_diffpure`'s)."""
     setting = dict(setting)
     if setting.pop("architecture", None) == "paper":
-        defence = paper_diffpure()
-        defence.checkpointed = setting["checkpointed"]
-        return defence
+        return paper_diffpure(setting["checkpointed"])
     return defences.build({**params["evaluate"]["defences"][row], **setting}, ROOT / "models", None, victim)
 
 

@@ -81,7 +81,8 @@ def test_a_plugin_that_registers_another_name_is_named_in_the_error(tmp_path, mo
 def test_a_plugin_must_declare_what_adaptive_attacks_need(tmp_path, monkeypatch, registry):
     install(tmp_path, monkeypatch, module="advrecover_test_plugin3", entry_name="bitdepth", method="bitdepth",
             traits="differentiable=False")
-    with pytest.raises(ImportError, match=r"failed to load: defence 'bitdepth': register\(\) must declare \['random'\]"):
+    with pytest.raises(ImportError,
+                       match=r"failed to load: defence 'bitdepth': register\(\) must declare \['random'\]"):
         load_modules("advrecover.defences", defences.__path__, registry)
 
 

@@ -85,13 +85,13 @@ def _train_ssl(args, p, device):
                   progress=not args.quiet)
 
 
-
 def _train_diffusion(args, p, device):
     from .stages import train_diffusion
 
     train_diffusion.run(**train_diffusion.from_params(p, args), pool_path=args.pool, device=device,
                         model_path=args.model, history_path=args.history, metrics_path=args.metrics,
                         progress=not args.quiet)
+
 
 def _evaluate(args, p, device):
     from .stages import evaluate

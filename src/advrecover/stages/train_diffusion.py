@@ -104,8 +104,8 @@ def run(*, spec: diffusion.DiffusionSpec, cfg: DiffusionTraining, pretrained: st
         train(unet, scheduler, images, cfg, seed, device, history_path, Path(model_path).with_suffix(".ckpt"), key,
               progress)
     diffusion.save(model_path, unet, scheduler, t_max)
-    metrics = {"n": len(images), "loss_n": min(len(images), LOSS_IMAGES), "t_max": t_max, "pretrained": bool(pretrained),
-               "loss_untrained": round(before, 6),
+    metrics = {"n": len(images), "loss_n": min(len(images), LOSS_IMAGES), "t_max": t_max,
+               "pretrained": bool(pretrained), "loss_untrained": round(before, 6),
                "loss": round(mean_loss(unet, scheduler, images, cfg.batch_size, t_max, seed, device), 6)}
     write_json(metrics_path, metrics)
     log.info("diffusion model: %s", metrics)
