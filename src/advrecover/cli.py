@@ -25,6 +25,13 @@ def _sample(args, p, device):
                progress=not args.quiet)
 
 
+def _plugins(args, p, device):
+    from .stages import plugins
+
+    for rel in plugins.run(p=p, out_dir=args.out):
+        log.info("plugin code changed: %s", rel)
+
+
 def _victim(args, p, device):
     from .stages import victim
 
@@ -134,7 +141,7 @@ def _report(args, p, device):
 def _device(p: dict, stage: str):
     """The torch device of ``p["device"]``, with torch using every CPU of this job's allocation
     (set once, here, for every stage that runs torch)."""
-    if stage in ("sample", "attack_merge", "adaptive_merge", "tables"):
+    if stage in ("plugins", "sample", "attack_merge", "adaptive_merge", "tables"):
         return None
     from .device import resolve, use_allocated_cpus
 
@@ -154,6 +161,8 @@ VICTIM = ("--victim", "victim state dict")
 HISTORY = ("--history", "output CSV: per-epoch loss terms")
 # stage -> (help, handler, its arguments: (flag, help) for a required path, (flag, argparse kwargs) otherwise)
 STAGES = {
+    "plugins": ("stamp the source files of the plugins and of a module victim (no torch)", _plugins, [
+        ("--out", "directory of the stamps: defences/<name>.json, victim.json, <family>.json")]),
     "sample": ("draw the disjoint image pools into HDF5", _sample, [
         ("--out", "directory for <pool>.h5"), ("--metrics", "JSON with per-pool counts and checksums"),
         ("--workers", {"type": int, "default": len(os.sched_getaffinity(0)),

@@ -35,6 +35,7 @@ class Stage:
     outs: list[str]  # outs, metrics and plots, in that order
     wildcards: dict[str, list[str]] = field(default_factory=dict)  # matrix key -> values
     directory: list[bool] = field(default_factory=list)  # per dvc.yaml dep: a directory of other stages' outputs
+    always_changed: bool = False  # DVC runs it at every repro; Snakemake when it parses the workflow (rules.py)
 
     def command(self, wildcards) -> str:
         """The shell command of one job (Snakemake calls this with the job's wildcards)."""
@@ -130,7 +131,10 @@ def stage_spec(name: str, d: dict, params: dict) -> Stage:
             raise DagError(f"stage {name}: only params.yaml keys are supported in 'params', got {p!r}")
     if not LOG.search(d["cmd"]):
         raise DagError(f"stage {name}: its cmd must pass --log <file> (Snakemake's log directive)")
-    return Stage(name=name, cmd=cmd, deps=deps, outs=outs, wildcards=wildcards)
+    if d.get("always_changed") and wildcards:
+        raise DagError(f"stage {name}: an always_changed stage runs as one command; it cannot have a matrix")
+    return Stage(name=name, cmd=cmd, deps=deps, outs=outs, wildcards=wildcards,
+                 always_changed=bool(d.get("always_changed")))
 
 
 def expand_directory_deps(stages: list[Stage]) -> None:

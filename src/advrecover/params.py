@@ -73,6 +73,10 @@ def cross_check(params: dict) -> None:
     for where, shards in (("attack.shards", attack["shards"]), ("adaptive.shards", params["adaptive"]["shards"])):
         if sorted(shards) != list(range(len(shards))):
             raise ParamsError(f"{where}: must be the shard ids 0..K-1, got {shards}")
+    victim = params["victim"]
+    if victim["mode"] == "module" and not (victim["module"] and victim["checkpoint"]):
+        raise ParamsError("victim.mode: module needs victim.module (an import path 'package.module:callable') and "
+                          "victim.checkpoint (a local state-dict file)")
     if params["report"]["attack"] not in attack["run"]:
         raise ParamsError(f"report.attack: {params['report']['attack']!r} is not in attack.run {attack['run']}")
     _check_recovery(params)

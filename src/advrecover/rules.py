@@ -5,7 +5,9 @@ stage's ``meta.topic``) are generated from it and committed, so a Snakemake user
 rules with named ``input``, ``output``, ``log``, ``benchmark``, ``params`` and ``shell``, and a
 test fails when they are stale. Generated rules read every parameter value from ``config`` when
 Snakemake parses them, so editing ``params.yaml`` (an attack list, a variant) needs no
-regeneration; editing a stage in ``dvc.yaml`` does. A stage's ``meta.priority`` is its Snakemake
+regeneration; editing a stage in ``dvc.yaml`` does. A stage marked ``always_changed`` (DVC runs it at
+every ``dvc repro``: it reads what DVC cannot track) is no rule: Snakemake runs its command when it
+parses the workflow, so its outputs are current before Snakemake compares times. A stage's ``meta.priority`` is its Snakemake
 priority, a number or the name of a helper of ``workflow/rules/common.smk`` that gives one per job
 (DVC runs stages in order):
 
@@ -101,8 +103,21 @@ def _input_name(path: str, taken: set[str]) -> str:
     return name
 
 
+def parse_time_text(name: str, d: dict) -> str:
+    """An ``always_changed`` stage: its command, run by the main Snakemake process as it parses."""
+    scalars: dict = {}
+    shell = _shell(d["cmd"], scalars)
+    if scalars or "{wildcards." in shell:
+        raise dag.DagError(f"stage {name}: an always_changed stage's command may not use params values")
+    return (f"# Stage {name}: {d.get('desc', '')}\n# DVC runs it at every `dvc repro` (always_changed); Snakemake "
+            f"here, as it parses the workflow,\n# before it compares file times (once, not in cluster jobs).\n"
+            f"if workflow.is_main_process:\n    shell({_quote(shell.replace('{{', '{').replace('}}', '}'))})\n")
+
+
 def rule_text(name: str, d: dict, rendered: dag.Stage) -> str:
     """The literal rule of one dvc.yaml stage."""
+    if d.get("always_changed"):
+        return parse_time_text(name, d)
     scalars: dict = {}
     shell = _shell(d["cmd"], scalars)
     log = _path(dag.LOG.search(d["cmd"]).group(1))

@@ -5,6 +5,7 @@ rule attack:
     input:
         pools="data/pools/{pool}.h5",
         victim="models/victim.pt",
+        attacks="data/plugins/attacks.json",
         code=[
             "src/advrecover/stages/attack.py",
             "src/advrecover/shards.py",

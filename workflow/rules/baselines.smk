@@ -8,9 +8,12 @@ rule victim_robust:
         test="data/pools/test.h5",
         victim="data/pools/victim.h5",
         victim_="models/victim.pt",
+        victim__="data/plugins/victim.json",
+        attacks="data/plugins/attacks.json",
         code=[
             "src/advrecover/stages/victim_robust.py",
             "src/advrecover/stages/victim.py",
+            "src/advrecover/stages/plugins.py",
             "src/advrecover/models/victim.py",
             "src/advrecover/models/resnet.py",
             "src/advrecover/attacks/__init__.py",
@@ -55,6 +58,8 @@ rule train_purifier:
     input:
         cae="data/pools/cae.h5",
         victim="models/victim.pt",
+        attacks="data/plugins/attacks.json",
+        purifiers="data/plugins/purifiers.json",
         code=[
             "src/advrecover/stages/train_purifier.py",
             "src/advrecover/purifiers/__init__.py",
@@ -106,6 +111,7 @@ rule train_ssl:
     input:
         pools=f"data/pools/{config['ssl']['pool']}.h5",
         victim="models/victim.pt",
+        ssl="data/plugins/ssl.json",
         code=[
             "src/advrecover/stages/train_ssl.py",
             "src/advrecover/ssl/__init__.py",

@@ -1,5 +1,12 @@
 # Generated from dvc.yaml by `python -m advrecover.rules`: edit dvc.yaml, then regenerate
 # (tests/test_dag.py fails while this file is stale). Helpers: common.smk.
+# Stage plugins: Stamp the source files of the methods and the classifier that come from other packages (plugins, victim.mode module); rewritten only when they change.
+# DVC runs it at every `dvc repro` (always_changed); Snakemake here, as it parses the workflow,
+# before it compares file times (once, not in cluster jobs).
+if workflow.is_main_process:
+    shell("advrecover plugins --params params.yaml --out data/plugins --log logs/plugins.log")
+
+
 rule sample:
     """Draw the disjoint image pools cae, aae, test and the victim's training pool into HDF5."""
     input:
@@ -33,8 +40,10 @@ rule victim:
         aae="data/pools/aae.h5",
         test="data/pools/test.h5",
         victim="data/pools/victim.h5",
+        victim_="data/plugins/victim.json",
         code=[
             "src/advrecover/stages/victim.py",
+            "src/advrecover/stages/plugins.py",
             "src/advrecover/models/victim.py",
             "src/advrecover/models/resnet.py",
             "src/advrecover/data/pools.py",

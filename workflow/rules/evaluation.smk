@@ -12,6 +12,9 @@ rule evaluate:
         ssl=outputs_under("models/ssl"),
         diffusion=outputs_under("models/diffusion"),
         victim_robust="models/victim_robust.pt",
+        defences="data/plugins/defences/{defence}.json",
+        purifiers_="data/plugins/purifiers.json",
+        ssl_="data/plugins/ssl.json",
         code=[
             "src/advrecover/stages/evaluate.py",
             "src/advrecover/metrics.py",
@@ -86,6 +89,10 @@ rule adaptive:
         ssl=outputs_under("models/ssl"),
         diffusion=outputs_under("models/diffusion"),
         victim_robust="models/victim_robust.pt",
+        defences="data/plugins/defences/{defence}.json",
+        purifiers_="data/plugins/purifiers.json",
+        ssl_="data/plugins/ssl.json",
+        adaptive="data/plugins/adaptive.json",
         code=[
             "src/advrecover/stages/adaptive.py",
             "src/advrecover/adaptive/__init__.py",
@@ -157,6 +164,10 @@ rule adaptive_merge:
     """One defence's adaptive rows (every figure with its exact interval, flags, detection) from its shards' records."""
     input:
         adaptive=outputs_under("data/adaptive/{defence}"),
+        defences="data/plugins/defences/{defence}.json",
+        purifiers="data/plugins/purifiers.json",
+        ssl="data/plugins/ssl.json",
+        adaptive_="data/plugins/adaptive.json",
         code=[
             "src/advrecover/stages/adaptive_merge.py",
             "src/advrecover/stages/adaptive.py",

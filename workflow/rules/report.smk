@@ -13,6 +13,9 @@ rule report:
         pools=outputs_under("data/pools"),
         adversarial=outputs_under("data/adversarial"),
         models=outputs_under("models"),
+        defences="data/plugins/defences",
+        purifiers="data/plugins/purifiers.json",
+        ssl="data/plugins/ssl.json",
         code=[
             "src/advrecover/stages/report.py",
             "src/advrecover/stages/tables.py",

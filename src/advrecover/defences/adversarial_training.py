@@ -22,4 +22,4 @@ class AdversariallyTrained(Defence):
 def build(models_dir, model: str = "victim_robust.pt"):
     """Adversarially trained victim (Madry et al. 2018; Wong, Rice and Kolter 2020), its own Linf budget
     from ``robust_victim``: the classifier in ``<models>/<model>`` (``victim_robust.pt``), no recovery."""
-    return AdversariallyTrained(victims.load_resnet(models_dir / model))
+    return AdversariallyTrained(victims.load_classifier(models_dir / model))

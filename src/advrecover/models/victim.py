@@ -1,4 +1,5 @@
-"""Build the victim classifier named by the ``victim`` params: our ResNet or a torchvision model.
+"""Build the victim classifier named by the ``victim`` params: our ResNet, a torchvision model, or any
+``nn.Module`` named by an import path (``mode: module``, the contract of RobustBench and AutoAttack).
 
 Every victim takes images in [0, 1] and returns logits over the label space of the pools
 (normalisation inside). A torchvision ImageNet model evaluated on ImageNet-R is restricted to
@@ -7,7 +8,8 @@ the 200 ImageNet classes that ImageNet-R covers, the protocol of Hendrycks et al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import importlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,12 +23,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class VictimConfig:
-    """The ``victim`` params. ``mode`` train | checkpoint | torchvision. The ResNet (train,
+    """The ``victim`` params. ``mode`` train | checkpoint | torchvision | module. The ResNet (train,
     checkpoint): channels ``widths`` and residual ``blocks`` per stage, ``stem_stride``; training:
     ``epochs``, ``batch_size``, peak ``lr`` of SGD with one-cycle schedule, ``weight_decay``,
-    ``augment`` (none | crop | crop_flip: stages.victim.augmenter); ``eval_batch_size``. ``checkpoint``: its state dict (mode
-    checkpoint). ``torchvision_arch``, local ``torchvision_weights`` and the ``imagenet_classes``
-    file (mode torchvision)."""
+    ``augment`` (none | crop | crop_flip: stages.victim.augmenter); ``eval_batch_size``. ``checkpoint``: the
+    local state dict (modes checkpoint and module). ``torchvision_arch``, local ``torchvision_weights`` and the
+    ``imagenet_classes`` file (mode torchvision). ``module`` (``package.module:callable``) called with
+    ``module_args`` returns the classifier (mode module)."""
 
     mode: str
     widths: tuple[int, ...]
@@ -42,6 +45,8 @@ class VictimConfig:
     torchvision_arch: str
     torchvision_weights: str | None
     imagenet_classes: str | None
+    module: str | None = None
+    module_args: dict = field(default_factory=dict)
 
 
 class ClassSubset(nn.Module):
@@ -68,10 +73,39 @@ def _wnid_index(classes_file: str, class_names) -> list[int]:
     return [position[c] for c in class_names]
 
 
+def import_object(target: str, what: str = "victim.module"):
+    """The object an import path ``package.module:attribute`` names, or an error naming ``what``."""
+    module, sep, attribute = target.partition(":")
+    if not (sep and module and attribute):
+        raise ValueError(f"{what}: {target!r} is not an import path of the form 'package.module:callable'")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(f"{what}: cannot import {module!r} ({exc}); is its package installed?") from exc
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{what}: {module!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def module_classifier(target: str, args: dict, what: str = "victim.module") -> nn.Module:
+    """``target(**args)``, which must be an ``nn.Module`` (images in [0, 1] -> logits)."""
+    try:
+        model = import_object(target, what)(**args)
+    except TypeError as exc:
+        raise ValueError(f"{what}: {target}(**{args}) failed: {exc} (victim.module_args)") from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{what}: {target} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 def build(cfg: VictimConfig, class_names) -> nn.Module:
     """An untrained victim for ``cfg`` over ``class_names``."""
     if cfg.mode in ("train", "checkpoint"):
         return ResNet(len(class_names), cfg.widths, cfg.blocks, cfg.stem_stride)
+    if cfg.mode == "module":
+        return module_classifier(cfg.module, cfg.module_args)
     import torchvision
 
     net = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD),
@@ -103,7 +137,11 @@ def load(path: str | Path, cfg: VictimConfig) -> nn.Module:
     only: an attack that calls ``backward()`` (torchattacks' CW, SSAH) would otherwise also compute
     and accumulate every weight gradient, which nearly doubled CW's time per step here."""
     state = load_state(path, "victim model")
-    if cfg.mode in ("train", "checkpoint"):
+    if cfg.mode == "module":
+        if "state_dict" not in state:
+            raise ValueError(f"victim model: {path} was not written by the victim stage in mode module")
+        model, state = module_classifier(cfg.module, cfg.module_args), state["state_dict"]
+    elif cfg.mode in ("train", "checkpoint"):
         if "fc.weight" not in state:
             raise ValueError(f"victim model: {path} is not a state dict of the ResNet victim (no fc.weight)")
         model = ResNet(state["fc.weight"].shape[0], cfg.widths, cfg.blocks, cfg.stem_stride)
@@ -114,23 +152,49 @@ def load(path: str | Path, cfg: VictimConfig) -> nn.Module:
     return load_weights(model, state, path, "victim model").eval().requires_grad_(False)
 
 
-def save_resnet(path: str | Path, model: ResNet, widths, blocks, stem_stride: int) -> None:
-    """A self-describing checkpoint of our ResNet (architecture and weights), for a second classifier
-    (stage ``victim_robust``) that the defences load without the ``victim`` params."""
+def save(path: str | Path, model: nn.Module, cfg: VictimConfig, code: str | None = None) -> None:
+    """The victim as the stages read it (:func:`load`): its state dict; in mode module with the import
+    path and ``code``, the digest of the module's source (stages.plugins), so that editing the module
+    changes this file and everything downstream re-runs under DVC as under Snakemake."""
     from ..io import atomic_path
 
-    architecture = {"classes": model.fc.out_features, "widths": list(widths), "blocks": list(blocks),
-                    "stem_stride": stem_stride}
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    if cfg.mode == "module":
+        state = {"module": cfg.module, "module_args": dict(cfg.module_args), "code": code, "state_dict": state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def victim_weights(path: str | Path, cfg: VictimConfig) -> dict:
+    """The state dict inside the file that :func:`save` wrote."""
+    state = load_state(path, "victim model")
+    return state["state_dict"] if cfg.mode == "module" and "state_dict" in state else state
+
+
+def save_classifier(path: str | Path, model: nn.Module, cfg: VictimConfig) -> None:
+    """A self-describing checkpoint of a classifier of the victim's architecture (our ResNet or a module
+    victim's), for a second classifier (stage ``victim_robust``) that the defences load without the
+    ``victim`` params."""
+    from ..io import atomic_path
+
+    if cfg.mode == "module":
+        architecture = {"module": cfg.module, "module_args": dict(cfg.module_args)}
+    else:
+        architecture = {"classes": model.fc.out_features, "widths": list(cfg.widths), "blocks": list(cfg.blocks),
+                        "stem_stride": cfg.stem_stride}
     with atomic_path(path) as tmp:
         torch.save({"architecture": architecture, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}},
                    tmp)
 
 
-def load_resnet(path: str | Path) -> nn.Module:
-    """The ResNet written by :func:`save_resnet`, in eval mode and frozen."""
+def load_classifier(path: str | Path) -> nn.Module:
+    """The classifier written by :func:`save_classifier`, in eval mode and frozen."""
     state = load_state(path, "classifier model")
     if not {"architecture", "state_dict"} <= set(state):
         raise ValueError(f"classifier model: {path} was not written by the victim_robust stage")
     a = state["architecture"]
-    model = ResNet(a["classes"], a["widths"], a["blocks"], a["stem_stride"])
+    if "module" in a:
+        model = module_classifier(a["module"], a["module_args"], f"classifier model {path}")
+    else:
+        model = ResNet(a["classes"], a["widths"], a["blocks"], a["stem_stride"])
     return load_weights(model, state["state_dict"], path, "classifier model").eval().requires_grad_(False)

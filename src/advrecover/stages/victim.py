@@ -21,6 +21,7 @@ from .. import inference, scale, training
 from ..config import section
 from ..io import atomic_path, config_digest, write_json
 from ..models import victim as victims
+from .plugins import module_files
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ def train(model, images: np.ndarray, labels: np.ndarray, cfg: victims.VictimConf
     (``(x, y, epoch) -> x'``, e.g. a torchattacks attack on ``model``) every batch is replaced by
     its adversarial version before the step: adversarial training (Madry et al. 2018)."""
     x_all, y_all = to_tensor(images), torch.from_numpy(labels)
-    model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
-    model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
+    if hasattr(model, "normalize"):  # our ResNet normalises by its training set's statistics; a module its own way
+        model.normalize.mean.copy_(x_all.mean((0, 2, 3)).view(1, -1, 1, 1))
+        model.normalize.std.copy_(x_all.std((0, 2, 3)).view(1, -1, 1, 1))
     model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
@@ -92,6 +94,35 @@ def from_params(p: dict, args) -> dict:
     return {"cfg": section(victims.VictimConfig, p["victim"]), "seed": p["seed"]}
 
 
+def loaded(cfg: victims.VictimConfig, pools: dict, history_path) -> tuple:
+    """The victim of modes checkpoint, torchvision and module, its weights read from a local file, and
+    the class names of its pools; an empty training history."""
+    reference = pools["test"] if pools["test"].labelled else pools["victim"]
+    class_names = reference.class_names
+    model = victims.build(cfg, class_names)
+    if cfg.mode in ("checkpoint", "module"):
+        if not cfg.checkpoint:
+            raise ValueError(f"victim.checkpoint: a local state-dict path is required when victim.mode={cfg.mode}")
+        victims.load_weights(model, victims.load_state(cfg.checkpoint, "victim.checkpoint"), cfg.checkpoint,
+                             "victim.checkpoint")
+    else:
+        if not cfg.torchvision_weights:
+            raise ValueError("victim.torchvision_weights: a local weights file is required when "
+                             "victim.mode=torchvision (weights are never downloaded)")
+        backbone = model.model[1] if isinstance(model, victims.ClassSubset) else model[1]
+        victims.load_weights(backbone, victims.load_state(cfg.torchvision_weights, "victim.torchvision_weights"),
+                             cfg.torchvision_weights, "victim.torchvision_weights")
+    if cfg.mode == "module":
+        with torch.no_grad():
+            classes = model.eval()(to_tensor(reference.images[:1])).shape[-1]
+        if classes != len(class_names):
+            raise ValueError(f"victim.module: {cfg.module} returns {classes} logits, the pools have "
+                             f"{len(class_names)} classes (victim.module_args)")
+    with atomic_path(history_path) as tmp:
+        tmp.write_text("epoch,loss,train_accuracy\n")
+    return model, class_names
+
+
 def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, model_path: str | Path,
         metrics_path: str | Path, history_path: str | Path, progress: bool = True) -> dict:
     """Train or load the victim, write its state dict, and its clean accuracy on every labelled pool."""
@@ -109,26 +140,10 @@ def run(*, cfg: victims.VictimConfig, seed: int, device, pools_dir: str | Path, 
         model = train(model, train_pool.images, train_pool.labels, cfg, seed, device, Path(history_path),
                       Path(model_path).with_suffix(".ckpt"), key, progress)
     else:
-        reference = pools["test"] if pools["test"].labelled else pools["victim"]
-        class_names = reference.class_names
-        model = victims.build(cfg, class_names)
-        if cfg.mode == "checkpoint":
-            if not cfg.checkpoint:
-                raise ValueError("victim.checkpoint: a state-dict path is required when victim.mode=checkpoint")
-            victims.load_weights(model, victims.load_state(cfg.checkpoint, "victim.checkpoint"), cfg.checkpoint,
-                                 "victim.checkpoint")
-        else:
-            if not cfg.torchvision_weights:
-                raise ValueError("victim.torchvision_weights: a local weights file is required when "
-                                 "victim.mode=torchvision (weights are never downloaded)")
-            backbone = model.model[1] if isinstance(model, victims.ClassSubset) else model[1]
-            victims.load_weights(backbone, victims.load_state(cfg.torchvision_weights, "victim.torchvision_weights"),
-                                 cfg.torchvision_weights, "victim.torchvision_weights")
-        with atomic_path(history_path) as tmp:
-            tmp.write_text("epoch,loss,train_accuracy\n")
+        model, class_names = loaded(cfg, pools, history_path)
         model.to(device)
-    with atomic_path(model_path) as tmp:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+    code = config_digest(module_files(cfg.module.partition(":")[0])) if cfg.mode == "module" else None
+    victims.save(model_path, model, cfg, code)
     metrics = {"mode": cfg.mode, "classes": len(class_names), "accuracy": {}}
     for name, pool in pools.items():
         if pool.labelled and pool.class_names == list(class_names):
@@ -145,7 +160,7 @@ def workload(p: dict, job: scale.Job) -> list[scale.Load]:
     cfg = from_params(p, job.args)["cfg"]
     size, pools = p["sample"]["image_size"], p["sample"]["pools"]
     model = scale.victim(p, scale.classes(p))
-    torch.save(model.state_dict(), job.path(job.args.model))
+    victims.save(job.path(job.args.model), model, cfg)
     shape = (3, size, size)
     loads = [scale.Load("clean accuracy on the pools", model, (model,), "forward", cfg.eval_batch_size,
                         sum(c["n"] for c in pools.values()), shape)]
