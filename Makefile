@@ -15,15 +15,18 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run report docs browser test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
+.PHONY: install run report docs browser servers test test-portable clean-stale dry-run lint bench clean ablation-lambda ablation-depth handoff push pull
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+# The example plugin (examples/plugin: a defence and a classifier from outside src/advrecover, which
+# the tiny configuration and so the tests deploy) is installed editable, as a user installs their own.
+$(VENV)/.installed: pyproject.toml examples/plugin/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(TORCH)
 	$(BIN)/pip install --no-deps $(TORCHATTACKS)
 	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps -e examples/plugin
 	touch $@
 
 # One torch thread per job, two jobs side by side on two cores (advrecover.device): imports, Python
@@ -52,6 +55,15 @@ browser:
 	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; } || \
 	  echo "chromium not installed: the report's browser test will be skipped"; }
+
+# Debian's OpenSSH server for the SSH remote's tests (tests/test_remotes.py, which start and stop their
+# own sshd on a free localhost port), installed when missing and this user may (root); they skip,
+# saying why, where there is none. The S3 tests' server (moto) comes with the dev extras.
+servers:
+	@test -x /usr/sbin/sshd || { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server > /dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server > /dev/null; }; } || \
+	  echo "openssh-server not installed: the SSH remote's tests will be skipped"; }
 
 # Outputs that the current params no longer produce (e.g. an attack removed from attack.run):
 # listed, then removed. Never while a run is going on.
@@ -106,7 +118,7 @@ ablation-depth: install
 # two tiny DAGs side by side ran 14% faster). A lone job runs faster spinning, so `make run` keeps
 # OpenMP's default. A value you set wins.
 test: export OMP_WAIT_POLICY ?= PASSIVE
-test: install browser
+test: install browser servers
 	pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The unit tests (not the whole-DAG ones) under three settings that change the kernels torch

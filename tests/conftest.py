@@ -11,8 +11,12 @@ from helpers import SUMMARY, tiny_dag, tiny_params
 
 @pytest.fixture
 def params() -> dict:
-    """The tiny parameters: the whole DAG runs in seconds on 2 CPU cores."""
-    return copy.deepcopy(tiny_params())
+    """The tiny parameters (the whole DAG runs in seconds on 2 CPU cores) for the unit tests of the
+    stages, with the victim our ResNet trained in the test (mode train) where the tiny DAG deploys the
+    example plugin's stored classifier (mode module, which tests/stages/test_victim.py covers)."""
+    p = copy.deepcopy(tiny_params())
+    p["victim"]["mode"] = "train"
+    return p
 
 
 @pytest.fixture(scope="module")

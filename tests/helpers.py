@@ -17,6 +17,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PLUGIN_SRC = "examples/plugin/src"  # the example plugin (installed editable by `make install`)
 
 
 def tiny_params() -> dict:
@@ -28,10 +29,11 @@ def tiny_params() -> dict:
 
 
 def run_env(root: Path) -> dict:
-    """Environment for subprocesses in a repo copy: its own src/ first, the venv's tools on PATH."""
+    """Environment for subprocesses in a repo copy: its own src/ and its own copy of the example
+    plugin's first (the installed plugin's entry points then load the copy), the venv's tools on PATH."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(root / "src")
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root / PLUGIN_SRC)])
     env["DVC_NO_ANALYTICS"] = "1"
     return env
 
@@ -91,8 +93,9 @@ def tiny_dag(tmp_path_factory, runner: str) -> Path:
 
 
 def all_outputs(ws) -> list[str]:
-    """Every output of every stage instance (outs, metrics and plots) as DVC itself reads dvc.yaml;
-    the Snakemake translation (``advrecover.dag``) must name the same files."""
+    """Every output file of every stage instance (outs, metrics and plots) as DVC itself reads dvc.yaml,
+    a directory output as the files in it; the Snakemake translation (``advrecover.dag``) must name
+    the same outputs."""
     from dvc.repo import Repo
 
     from advrecover import dag
@@ -102,11 +105,24 @@ def all_outputs(ws) -> list[str]:
     with Repo(str(ws)) as repo:
         theirs = sorted(o.def_path for stage in repo.index.stages for o in stage.outs)
     assert ours == theirs
-    return theirs
+    return [str(f.relative_to(ws)) for rel in theirs for f in ([ws / rel] if not (ws / rel).is_dir() else
+                                                              sorted(p for p in (ws / rel).rglob("*") if p.is_file()))]
+
+
+ALWAYS_CHANGED = {"plugins"}  # DVC runs it at every repro (it stamps code DVC cannot see; dvc.yaml)
 
 
 def dvc_ran(ws) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", sh(["dvc", "repro"], ws).stdout))
+    """The stages a real ``dvc repro`` ran, but the one it runs every time (:data:`ALWAYS_CHANGED`)."""
+    out = sh(["dvc", "repro"], ws).stdout
+    assert ALWAYS_CHANGED <= set(re.findall(r"Running stage '([^']+)'", out))
+    return set(re.findall(r"Running stage '([^']+)'", out)) - ALWAYS_CHANGED
+
+
+def dvc_up_to_date(ws) -> bool:
+    """``dvc status`` lists nothing but the stage it always runs (:data:`ALWAYS_CHANGED`)."""
+    status = json.loads(sh(["dvc", "status", "--json"], ws).stdout)
+    return status == {stage: ["always changed"] for stage in ALWAYS_CHANGED}
 
 
 def snakemake_ran(ws) -> set[str]:

@@ -109,6 +109,46 @@ def test_editing_unrelated_code_reruns_nothing(workspaces):
     assert both_ran(snake, dvc) == (set(), set())
 
 
+def test_editing_the_plugin_reruns_exactly_its_jobs(workspaces):
+    """The example plugin's defence module lives outside src/advrecover (each workspace imports its own
+    copy, helpers.run_env): a comment-only edit re-runs its evaluate and adaptive jobs and no other
+    defence's, under both runners. The report, which draws every defence, depends on every defence's
+    stamp; Snakemake also re-assembles the tables (newer inputs), DVC finds their inputs unchanged."""
+    snake, dvc = workspaces
+    for ws in workspaces:
+        touch_code(ws, "examples/plugin/src/advrecover_example/bitdepth.py")
+    ours = {"evaluate@bit_depth", "adaptive_merge@bit_depth",
+            *(f"adaptive@bit_depth-{k}" for k in tiny_params()["adaptive"]["shards"])}
+    assert ours < evaluation_jobs()
+    assert both_ran(snake, dvc) == (ours | {"tables", "report"}, ours | {"report"})
+
+
+def test_editing_the_module_victim_reruns_everything_downstream(workspaces):
+    """The classifier of ``victim.mode: module`` is outside src/advrecover too: a comment-only edit
+    of its module re-runs the victim stage, whose output then records the new code (DVC compares
+    content), and so everything that reads the victim. Checked as a plan (Snakemake's dry run, DVC's
+    status) and undone: a real run would repeat the whole DAG."""
+    import os
+
+    snake, dvc = workspaces
+    rel = "examples/plugin/src/advrecover_example/classifier.py"
+    saved = {ws: ((ws / rel).read_text(), (ws / rel).stat()) for ws in workspaces}
+    stamp = "data/plugins/victim.json"
+    stamp_time = (snake / stamp).stat()
+    for ws in workspaces:
+        touch_code(ws, rel)
+    planned = sh(["snakemake", "-n"], snake)
+    assert set(snakemake_jobs(planned.stdout + planned.stderr, snake)) == dependants(dvc, "victim")
+    sh(["dvc", "repro", "--single-item", "plugins"], dvc)
+    assert "victim:" in sh(["dvc", "status", "victim"], dvc).stdout
+    for ws, (text, stat) in saved.items():
+        (ws / rel).write_text(text)
+        os.utime(ws / rel, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    sh(["advrecover", "plugins", "--out", "data/plugins"], snake)  # the stamp's content back, then its time
+    os.utime(snake / stamp, ns=(stamp_time.st_atime_ns, stamp_time.st_mtime_ns))
+    assert snakemake_plans_nothing(snake) and dvc_ran(dvc) == set()
+
+
 def test_runners_still_agree_after_the_reruns(workspaces):
     snake, dvc = workspaces
     for rel in all_outputs(snake):

@@ -170,7 +170,7 @@ COMPLETE = "5363bb7"  # the last commit whose presets were complete files
 # Intended differences since COMPLETE: see CHANGED below.
 MOVED = {"paper": [], "tiny": []}
 # Added since COMPLETE, in both presets: the diffusion model (section diffusion) and the diffpure row.
-ADDED = [("diffusion",), ("evaluate", "defences", "diffpure")]
+ADDED = [("diffusion",), ("evaluate", "defences", "diffpure"), ("victim", "module"), ("victim", "module_args")]
 # The built-in task became digits (an SVHN analogue), so the victim's augmentation names its kind
 # (digits must not be flipped) and adversarial training fine-tunes the victim with a warmed-up
 # budget (a 3-step PGD, Madry et al.'s adversary, since FGSM with a random start left too little
@@ -194,7 +194,12 @@ CHANGED = {
              ("robust_victim", "attack"): {"method": "pgd", "eps": 0.0313725, "alpha": 0.0261438, "steps": 3},
              **{("sample", "pools", pool, "dataset"): dataset for pool, dataset in (
                  ("aae", "digits_photo"), ("test", "digits_rendition"), ("victim", "digits_mixed"))},
-             ("adaptive", "shards"): [0], ("adaptive", "batch_size"): 8, **ADAPTIVE},
+             ("adaptive", "shards"): [0], ("adaptive", "batch_size"): 8, **ADAPTIVE,
+             # the tiny DAG deploys the example plugin (examples/plugin): its classifier and its defence
+             ("victim", "mode"): "module", ("victim", "checkpoint"): "examples/plugin/weights/small_cnn_digits16.pt",
+             ("victim", "module"): "advrecover_example.classifier:SmallCNN",
+             ("victim", "module_args"): {"num_classes": 10, "width": 16},
+             ("evaluate", "defences", "bit_depth"): {"method": "bit_depth", "bits": 4}},
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import all_outputs, dvc_ran, make, same_output, sh, snakemake_plans_nothing
+from helpers import all_outputs, dvc_ran, dvc_up_to_date, make, same_output, sh, snakemake_plans_nothing
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def test_handoff_after_snakemake_makes_dvc_agree(workspaces):
     snake, _ = workspaces
     assert not (snake / "dvc.lock").exists()
     make("handoff", snake)
-    assert "up to date" in sh(["dvc", "status"], snake).stdout
+    assert dvc_up_to_date(snake)
     assert dvc_ran(snake) == set()
     assert snakemake_plans_nothing(snake)
 
@@ -39,7 +39,7 @@ def shared(workspaces, tmp_path_factory):
 def test_push_then_pull_recomputes_nothing(shared):
     a, b, remote = shared
     assert any(remote.rglob("*")), "the remote holds the cached outputs"
-    assert "up to date" in sh(["dvc", "status"], b).stdout
+    assert dvc_up_to_date(b)
     assert dvc_ran(b) == set()
     assert snakemake_plans_nothing(b)
     for rel in all_outputs(a):

@@ -48,10 +48,32 @@ def test_a_purifier_file_with_code_is_refused(models):
 
 def test_adversarial_training_answers_with_its_own_classifier(tmp_path):
     model = ResNet(10, [4, 8], [1, 1], stem_stride=2).eval()
-    victims.save_resnet(tmp_path / "victim_robust.pt", model, [4, 8], [1, 1], 2)
+    cfg = victims.VictimConfig(mode="train", widths=(4, 8), blocks=(1, 1), stem_stride=2, epochs=1, batch_size=8,
+                               lr=0.1, weight_decay=0.0, augment="none", eval_batch_size=8, checkpoint=None,
+                               torchvision_arch="resnet18", torchvision_weights=None, imagenet_classes=None)
+    victims.save_classifier(tmp_path / "victim_robust.pt", model, cfg)
     row = defences.build({"method": "adversarial_training"}, tmp_path)
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(row.recover(x), x)
     assert torch.equal(row.classifier(x), model(x))
     assert defences.classifier(row, "victim") is row.classifier
+
+
+def test_adversarial_training_of_a_module_victim_answers_with_that_class(tmp_path):
+    """A module victim's robust reference is an instance of the victim's own class (stage victim_robust)."""
+    from dataclasses import replace
+
+    from advrecover_example.classifier import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=10, width=4).eval()
+    cfg = victims.VictimConfig(mode="module", widths=(4,), blocks=(1,), stem_stride=2, epochs=1, batch_size=8,
+                               lr=0.1, weight_decay=0.0, augment="none", eval_batch_size=8, checkpoint=None,
+                               torchvision_arch="resnet18", torchvision_weights=None, imagenet_classes=None)
+    victims.save_classifier(tmp_path / "victim_robust.pt", model,
+                            replace(cfg, module="advrecover_example.classifier:SmallCNN",
+                                    module_args={"num_classes": 10, "width": 4}))
+    row = defences.build({"method": "adversarial_training"}, tmp_path)
+    x = torch.rand(2, 3, 16, 16)
+    assert isinstance(row.classifier, SmallCNN) and torch.equal(row.classifier(x), model(x))
     assert defences.classifier(defences.build({"method": "none"}, tmp_path), "victim") == "victim"

@@ -1,4 +1,4 @@
-"""Stage ``victim``: train, checkpoint and torchvision modes; metrics on every labelled pool."""
+"""Stage ``victim``: train, checkpoint, torchvision and module modes; metrics on every labelled pool."""
 
 from __future__ import annotations
 
@@ -92,6 +92,55 @@ def test_torchvision_mode_restricts_logits_to_the_pool_classes(tmp_path, params)
 def test_torchvision_mode_never_downloads(tmp_path, params, pools):
     with pytest.raises(ValueError, match="never downloaded"):
         run(tmp_path, dict(params["victim"], mode="torchvision"), pools)
+
+
+MODULE = {"mode": "module", "module": "advrecover_example.classifier:SmallCNN", "module_args": {"num_classes": 10, "width": 4}}
+
+
+def test_module_mode_deploys_any_classifier_with_its_stored_weights(tmp_path, params, pools):
+    """The example plugin's SmallCNN (an nn.Module from another package) with constructed weights:
+    the victim stage writes it with the digest of its module's code, and every stage loads the same
+    function of the input."""
+    from advrecover_example.classifier import SmallCNN
+
+    torch.manual_seed(0)
+    given = SmallCNN(num_classes=10, width=4).eval()
+    torch.save(given.state_dict(), tmp_path / "given.pt")
+    cfg = dict(params["victim"], **MODULE, checkpoint=str(tmp_path / "given.pt"))
+    metrics, paths = run(tmp_path, cfg, pools)
+    assert metrics["mode"] == "module" and metrics["classes"] == 10
+    stored = torch.load(paths["model_path"], weights_only=True)
+    assert stored["module"] == MODULE["module"] and len(stored["code"]) == 64
+    model = victims.load(paths["model_path"], section(victims.VictimConfig, cfg))
+    x = torch.rand(4, 3, 16, 16)
+    assert isinstance(model, SmallCNN) and torch.equal(model(x), given(x))
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"module": "advrecover_example.nowhere:SmallCNN"}, "cannot import 'advrecover_example.nowhere'"),
+    ({"module": "advrecover_example.classifier:Missing"}, "has no attribute 'Missing'"),
+    ({"module": "advrecover_example.classifier:torch"}, "failed"),
+    ({"module_args": {"num_classes": 7, "width": 4}}, "returns 7 logits, the pools have 10 classes"),
+    ({"module_args": {"classes": 10}}, "victim.module_args"),
+])
+def test_module_mode_errors_name_their_cause(tmp_path, params, pools, change, message):
+    from advrecover_example.classifier import SmallCNN
+
+    classes = change.get("module_args", {}).get("num_classes", 10)
+    torch.save(SmallCNN(num_classes=classes, width=4).state_dict(), tmp_path / "given.pt")
+    with pytest.raises(ValueError, match=message):
+        run(tmp_path, dict(params["victim"], **{**MODULE, **change}, checkpoint=str(tmp_path / "given.pt")), pools)
+
+
+def test_module_mode_refuses_a_checkpoint_that_would_run_code(tmp_path, params, pools):
+    """The weights are read with weights_only=True: a pickle that runs code on load is refused, unrun."""
+    from test_bad_input import Payload
+
+    torch.save({"hook": Payload(tmp_path / "ran")}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="victim.checkpoint"):
+        run(tmp_path, dict(params["victim"], **MODULE, checkpoint=str(tmp_path / "evil.pt")), pools)
+    assert not (tmp_path / "ran").exists()
 
 
 @pytest.mark.parametrize("kind", ["crop", "crop_flip"])

@@ -52,7 +52,7 @@ def test_every_batch_is_attacked_and_the_model_loads_as_a_defence(tmp_path, para
     assert all(0 < size <= 8 / 255 + 1e-6 and training for size, training in seen)  # in budget, in training mode
     assert set(metrics["accuracy"]) == {"aae", "test", "victim"}
     row = defences.build({"method": "adversarial_training"}, tmp_path)
-    loaded = victims.load_resnet(tmp_path / "victim_robust.pt")
+    loaded = victims.load_classifier(tmp_path / "victim_robust.pt")
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(row.classifier(x), loaded(x))
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == "epoch,loss,train_accuracy"
