@@ -45,23 +45,28 @@ def module_files(module: str) -> dict[str, str]:
         found[name] = hashlib.sha256(source).hexdigest()
         package = name if spec.submodule_search_locations is not None else name.rpartition(".")[0]
         todo += [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
-        todo += [m for m in _imports(source, package) if m.split(".")[0] == top]
+        todo += _imports(source, package, top)
     return dict(sorted(found.items()))
 
 
-def _imports(source: bytes, package: str) -> list[str]:
-    """Absolute names of the modules (or their packages) that ``source`` imports."""
+def _imports(source: bytes, package: str, top: str) -> list[str]:
+    """Absolute names of the modules of package ``top`` that ``source`` imports (a ``from`` import of
+    a package also names the submodules it imports). Only ``top``'s own modules are looked up: finding
+    another package's submodule would import that package."""
     names = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
+            names += [alias.name for alias in node.names if alias.name.split(".")[0] == top]
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".")
             base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
             target = ".".join(p for p in (base, node.module) if p)
+            if target.split(".")[0] != top:
+                continue
             names.append(target)
-            names += [f"{target}.{a.name}" for a in node.names if importlib.util.find_spec(f"{target}.{a.name}")
-                      is not None] if _is_package(target) else []
+            if _is_package(target):
+                names += [f"{target}.{a.name}" for a in node.names
+                          if importlib.util.find_spec(f"{target}.{a.name}") is not None]
     return names
 
 
