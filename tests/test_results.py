@@ -145,3 +145,26 @@ def test_make_report_zips_every_figure_after_either_runner(workspaces):
 
     shown = json.loads(sh(["dvc", "plots", "show", "--json"], workspaces[1]).stdout)["data"]
     assert {f"results/figures/{f}" for f in figures} <= set(shown)  # the figures are DVC plots too
+
+
+def test_the_example_plugin_runs_through_every_stage(workspaces):
+    """The tiny DAG deploys a classifier and a defence from the example plugin (examples/plugin),
+    outside src/advrecover: the victim (and its adversarially trained reference) is the plugin's
+    class, and the defence has its rows in the transfer tables, the adaptive table (through its
+    declared BPDA surrogate) and the report, under both runners."""
+    import json
+
+    import pandas as pd
+    import torch
+
+    for ws in workspaces:
+        assert json.loads((ws / "metrics/victim.json").read_text())["mode"] == "module"
+        robust = torch.load(ws / "models/victim_robust.pt", weights_only=True)["architecture"]
+        assert robust["module"] == "advrecover_example.classifier:SmallCNN"
+        for table in ("seen", "unseen", "adaptive"):
+            assert "bit_depth" in set(pd.read_csv(ws / f"results/{table}.csv")["defence"]), table
+            assert "| bit_depth" in (ws / f"results/{table}.md").read_text(), table
+        row = pd.read_csv(ws / "results/adaptive.csv").set_index("defence").loc["bit_depth"]
+        assert pd.notna(row["route_bpda_surrogate"]) and pd.isna(row["route_full"])
+        assert "bit_depth" in (ws / "results/report.html").read_text()
+        assert not list((ws / "src/advrecover").rglob("*bit*depth*"))
