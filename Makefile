@@ -72,7 +72,8 @@ clean-stale: install
 
 # Hand-off between the runners (never run both at once on one tree).
 # After a Snakemake run: record every output in dvc.lock (and the DVC cache), so that `dvc status`
-# is clean, `dvc repro` runs nothing, and `make push` can share the results; `snakemake --touch`
+# lists only the always-changed stage plugins, `dvc repro` runs nothing else (that stage re-reads the
+# plugins' code, under a second), and `make push` can share the results; `snakemake --touch`
 # then restores the modification-time order that `dvc commit` disturbs.
 handoff: install
 	dvc commit --force --quiet

@@ -9,8 +9,9 @@ runner can see it. This stage writes, under ``--out``, one JSON file per defence
 module an entry point names and the modules of its own package that it imports). A file is
 rewritten only when its content changes, so editing a plugin re-runs exactly the stages that run
 it. DVC runs the stage at every ``dvc repro`` (``always_changed``: it reads code DVC cannot track);
-Snakemake runs the same command when it parses the workflow. Nothing here imports torch or the
-plugins themselves: the modules are found and read, not run.
+Snakemake runs the same command when it parses the workflow. The modules are found and read, not
+run (Python runs a plugin package's ``__init__`` to find its submodules), so the stage takes well
+under a second where the plugin's ``__init__`` imports nothing heavy.
 """
 
 from __future__ import annotations
