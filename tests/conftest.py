@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from helpers import SUMMARY, tiny_dag, tiny_params
+from helpers import REPO, SUMMARY, tiny_dag, tiny_params
 
 
 @pytest.fixture
@@ -30,6 +30,23 @@ def workspaces(tmp_path_factory):
     with ThreadPoolExecutor(2) as pool:
         snake, dvc = (pool.submit(tiny_dag, tmp_path_factory, runner) for runner in ("snakemake", "dvc"))
         return snake.result(), dvc.result()
+
+
+def pytest_configure(config):
+    """The example plugin (examples/plugin), which the tiny DAG deploys, is installed into the test
+    environment (editable, as `make install` does) when it is missing; once, by the controller."""
+    import os
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    try:
+        metadata.distribution("advrecover-example")
+    except metadata.PackageNotFoundError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e",
+                        str(REPO / "examples/plugin")], check=True)
 
 
 def pytest_sessionfinish(session):
