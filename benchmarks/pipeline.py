@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,18 @@ COMMANDS = {
 }
 
 
+def write_params(source: Path, dest: Path) -> None:
+    """``source`` at ``dest``, the victim's local files made absolute (relative to ``source``'s directory,
+    where the pipeline runs), since the stages run in another directory here."""
+    import yaml
+
+    p = yaml.safe_load(source.read_text())
+    for key in ("checkpoint", "torchvision_weights", "imagenet_classes"):
+        if p["victim"].get(key) and not Path(p["victim"][key]).is_absolute():
+            p["victim"][key] = str((source.parent / p["victim"][key]).resolve())
+    dest.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -35,7 +46,7 @@ def main() -> None:
     print(f"cpus: {len(os.sched_getaffinity(0))}, cuda: {torch.cuda.is_available()}, torch {torch.__version__}")
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(args.params, Path(tmp) / "params.yaml")
+        write_params(Path(args.params), Path(tmp) / "params.yaml")
         for stage, cmd in COMMANDS.items():
             start = time.perf_counter()
             subprocess.run(cmd.split(), cwd=tmp, check=True, stderr=subprocess.DEVNULL)

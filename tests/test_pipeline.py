@@ -113,14 +113,17 @@ def test_editing_the_plugin_reruns_exactly_its_jobs(workspaces):
     """The example plugin's defence module lives outside src/advrecover (each workspace imports its own
     copy, helpers.run_env): a comment-only edit re-runs its evaluate and adaptive jobs and no other
     defence's, under both runners. The report, which draws every defence, depends on every defence's
-    stamp; Snakemake also re-assembles the tables (newer inputs), DVC finds their inputs unchanged."""
+    stamp; the tables are re-assembled after them (Snakemake: newer inputs; DVC: the adaptive rows
+    carry their timing, which a re-run changes)."""
     snake, dvc = workspaces
     for ws in workspaces:
         touch_code(ws, "examples/plugin/src/advrecover_example/bitdepth.py")
     ours = {"evaluate@bit_depth", "adaptive_merge@bit_depth",
             *(f"adaptive@bit_depth-{k}" for k in tiny_params()["adaptive"]["shards"])}
     assert ours < evaluation_jobs()
-    assert both_ran(snake, dvc) == (ours | {"tables", "report"}, ours | {"report"})
+    by_snakemake, by_dvc = both_ran(snake, dvc)
+    assert by_snakemake == ours | {"tables", "report"}
+    assert ours | {"report"} <= by_dvc <= ours | {"tables", "report"}
 
 
 def test_editing_the_module_victim_reruns_everything_downstream(workspaces):

@@ -103,6 +103,11 @@ def stamps(p: dict) -> dict[str, dict]:
     return out
 
 
+def workload(p: dict, job) -> list:
+    """No network runs here (file work only): nothing for benchmarks/scale.py to cost."""
+    return []
+
+
 def run(*, p: dict, out_dir: str | Path) -> list[str]:
     """Write the stamps of ``p`` under ``out_dir`` (only those whose content changed) and remove
     those of defences no longer in the params; the paths written."""
