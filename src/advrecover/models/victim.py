@@ -8,7 +8,7 @@ the 200 ImageNet classes that ImageNet-R covers, the protocol of Hendrycks et al
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,19 +74,17 @@ def _wnid_index(classes_file: str, class_names) -> list[int]:
 
 
 def import_object(target: str, what: str = "victim.module"):
-    """The object an import path ``package.module:attribute`` names, or an error naming ``what``."""
+    """The object an import path ``package.module:attribute`` names (``pkgutil.resolve_name``), or an
+    error naming ``what``."""
     module, sep, attribute = target.partition(":")
     if not (sep and module and attribute):
         raise ValueError(f"{what}: {target!r} is not an import path of the form 'package.module:callable'")
     try:
-        obj = importlib.import_module(module)
+        return pkgutil.resolve_name(target)
     except ImportError as exc:
         raise ValueError(f"{what}: cannot import {module!r} ({exc}); is its package installed?") from exc
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"{what}: {module!r} has no attribute {attribute!r}")
-        obj = getattr(obj, part)
-    return obj
+    except AttributeError as exc:
+        raise ValueError(f"{what}: {module!r} has no attribute {attribute!r}") from exc
 
 
 def module_classifier(target: str, args: dict, what: str = "victim.module") -> nn.Module:
